@@ -1,0 +1,7 @@
+"""python -m wardgate: the same CLI."""
+
+import sys
+
+from wardgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""create_app(config) -> web.Application: routes, typed AppKeys, cleanup contexts, the stage list.
+
+The only module that wires things together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from wardgate.config.schema import Config, PolicyConfig
+from wardgate.errors import error_body
+from wardgate.keys import GENERATION, METRICS, RECORDER, WRITER
+from wardgate.metrics import Metrics
+from wardgate.pipeline import Pipeline
+from wardgate.proxy import handle_api, handle_models, handle_unknown
+from wardgate.recorder import Recorder
+from wardgate.runtime import Generation
+from wardgate.sinks import SinkWriter, build_sink
+from wardgate.stages import default_stages, front_stages
+from wardgate.upstream import Upstreams
+
+__all__ = ["build_pipeline", "create_app", "make_generation"]
+
+_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("client_session")
+_CONFIG: web.AppKey[Config] = web.AppKey("initial_config")
+_GENERATION_NUMBER: web.AppKey[int] = web.AppKey("initial_generation")
+_API_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+
+
+def build_pipeline(config: Config) -> Pipeline:
+    by_policy: dict[str | None, list] = {name: default_stages(p, config) for name, p in config.policies.items()}
+    by_policy[None] = default_stages(PolicyConfig(), config)
+    return Pipeline(front_stages(config), by_policy)
+
+
+def make_generation(number: int, config: Config, session: aiohttp.ClientSession) -> Generation:
+    """Everything built from one config; a reload builds a new one on the same session."""
+    return Generation(number, config, build_pipeline(config), Upstreams(config, session))
+
+
+def _pool_size(config: Config) -> int:
+    return sum(u.max_connections for u in config.upstreams.values() if u.kind != "echo") or 100
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """One ClientSession for the process lifetime, its pool sized from the config (DESIGN.md)."""
+    config = app[_CONFIG]
+    limit = _pool_size(config)
+    per_host = max((u.max_connections for u in config.upstreams.values()), default=100)
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, raise_for_status=False)
+    app[_SESSION] = session
+    app[GENERATION] = make_generation(app[_GENERATION_NUMBER], config, session)
+    yield
+    await session.close()
+
+
+async def _sink_writer(app: web.Application) -> AsyncIterator[None]:
+    writer = app[WRITER]
+    await writer.start()
+    yield
+    await writer.close(timeout_s=app[_CONFIG].server.shutdown_grace_s or 10.0)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=lambda v: orjson.dumps(v).decode())
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    gen = request.app[GENERATION]
+    body = {"status": "ready", "generation": gen.number}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    for sink, counts in request.app[WRITER].stats().items():
+        for state, value in counts.items():
+            metrics.sink_records.labels(sink, state).set(value)
+    return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@web.middleware
+async def _render_http_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """aiohttp's own refusals (unknown path, bad method) in OpenAI's envelope, never HTML."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "invalid_request")
+        return web.Response(status=exc.status, body=error_body(exc.status, code, exc.reason), content_type="application/json")
+
+
+def create_app(config: Config, *, generation: int = 1) -> web.Application:
+    # The body limit is enforced by the handler (413 with a trace record), so aiohttp's own is lifted above it.
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[_render_http_errors])
+    app[_CONFIG] = config
+    app[_GENERATION_NUMBER] = generation
+    metrics = Metrics()
+    writer = SinkWriter([build_sink(s.model_dump()) for s in config.sinks], spill_dir=Path(config.spill_dir))
+    app[METRICS] = metrics
+    app[WRITER] = writer
+    app[RECORDER] = Recorder(writer, metrics)
+    app.cleanup_ctx.append(_sink_writer)
+    app.cleanup_ctx.append(_client_session)
+    for route in _API_ROUTES:
+        app.router.add_post(route, handle_api)
+    app.router.add_get("/v1/models", handle_models)
+    app.router.add_route("*", "/v1/{tail:.*}", handle_unknown)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app

@@ -1,0 +1,1 @@
+"""Pure detectors: text in, findings out. No aiohttp, no I/O, no config objects."""

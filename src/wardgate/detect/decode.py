@@ -1,0 +1,268 @@
+"""Find and decode encoded blobs so the injection rules can scan what they say.
+
+Encoding is a standard way to carry an instruction past a keyword filter (garak's ``encoding``
+probes: base64, base32, base16, ascii85, uuencode, quoted-printable, MIME, ROT13, Atbash, Morse,
+Braille, NATO alphabet ...). Scanning every text for every encoding would be slow and noisy, so
+:func:`decode_blobs` only tries runs whose *shape* fits an encoding and keeps results that read as
+text; :func:`decode_payload` tries everything on a payload the text explicitly asks to decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+from urllib.parse import unquote
+
+__all__ = ["DecodedBlob", "decode_blobs", "decode_payload", "has_opaque_blob"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBlob:
+    """One decoded run: the encoding's name, the decoded text, and the encoded run's length."""
+
+    encoding: str
+    text: str
+    length: int
+
+
+_B64 = re.compile(r"(?<![\w+/=-])(?:[A-Za-z0-9+/_-]{16,}={0,2}|[A-Za-z0-9+/]{4,}={1,2})(?![\w+/=-])")
+_B32 = re.compile(r"(?<![\w=])(?:[A-Z2-7]{16,}={0,6}|[A-Z2-7]{8,}={1,6})(?![\w=])")
+_HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){6,}(?![0-9A-Za-z])")
+_URL_ESCAPES = re.compile(r"\S*(?:%[0-9A-Fa-f]{2}\S{0,3}){3,}\S*")
+_QP = re.compile(r"[^\n]*(?:=[0-9A-F]{2}){2,}[^\n]*")
+_MIME_WORD = re.compile(r"=\?[\w-]+\?[bBqQ]\?[^?\s]+\?=")
+_MORSE = re.compile(r"(?<![\w.-])(?:[.\-]{1,7}(?:\s*/\s*|\s+)){3,}[.\-]{1,7}(?![\w.-])")
+_BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
+_NATO_WORDS = (
+    "alfa alpha bravo charlie delta echo foxtrot golf hotel india juliett juliet kilo lima mike "
+    "november oscar papa quebec romeo sierra tango uniform victor whiskey whisky xray x-ray yankee zulu"
+).split()
+_NATO_WORD = "|".join(_NATO_WORDS)
+_NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
+_EMOJI_RUN = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf]{8,}")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\s]{10,}")
+
+_MORSE_TABLE = {
+    ".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g", "....": "h",
+    "..": "i", ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n", "---": "o", ".--.": "p",
+    "--.-": "q", ".-.": "r", "...": "s", "-": "t", "..-": "u", "...-": "v", ".--": "w", "-..-": "x",
+    "-.--": "y", "--..": "z", "-----": "0", ".----": "1", "..---": "2", "...--": "3", "....-": "4",
+    ".....": "5", "-....": "6", "--...": "7", "---..": "8", "----.": "9", ".-.-.-": ".", "--..--": ",",
+    "..--..": "?", "-.-.--": "!", "-..-.": "/", "-.--.": "(", "-.--.-": ")", "---...": ":", ".-...": "&",
+}
+# Grade-1 English Braille, dot patterns as Unicode offsets from U+2800.
+_BRAILLE_LETTERS = dict(zip(
+    (0x01, 0x03, 0x09, 0x19, 0x11, 0x0B, 0x1B, 0x13, 0x0A, 0x1A, 0x05, 0x07, 0x0D, 0x1D, 0x15, 0x0F,
+     0x1F, 0x17, 0x0E, 0x1E, 0x25, 0x27, 0x3A, 0x2D, 0x3D, 0x35),
+    "abcdefghijklmnopqrstuvwxyz",
+))
+_BRAILLE_DIGITS = dict(zip("abcdefghij", "1234567890"))
+_BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "?", 0x36: '"', 0x04: "'", 0x24: "-"}
+
+
+def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
+    """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text."""
+    found: list[DecodedBlob] = []
+    for encoding, pattern, decoder in _SHAPED:
+        if encoding == "quoted_printable" and "=" not in text:
+            continue
+        for match in pattern.finditer(text):
+            decoded = decoder(match.group())
+            if decoded and _reads_as_text(decoded) and decoded != match.group():
+                found.append(DecodedBlob(encoding, decoded, len(match.group())))
+    return tuple(found)
+
+
+def decode_payload(payload: str) -> tuple[DecodedBlob, ...]:
+    """Try every decoder on a payload the text asks to have decoded, whatever its length."""
+    payload = payload.strip()
+    if not payload:
+        return ()
+    found = list(decode_blobs(payload))
+    for encoding, decoder in _EXPLICIT_ONLY:
+        decoded = decoder(payload)
+        if decoded and decoded != payload and _reads_as_text(decoded):
+            found.append(DecodedBlob(encoding, decoded, len(payload)))
+    return tuple(found)
+
+
+def has_opaque_blob(text: str) -> bool:
+    """True when ``text`` holds a run that looks encoded but that no decoder here reads.
+
+    Base2048 spreads bytes over many scripts in one unbroken run; Ecoji over many distinct emoji.
+    Prose in any one language uses one or two scripts per word.
+    """
+    for match in _EMOJI_RUN.finditer(text):
+        if len(set(match.group())) >= 6:
+            return True
+    for match in _NON_ASCII_RUN.finditer(text):
+        scripts = {unicodedata.name(c, "?").split(" ")[0] for c in match.group()}
+        if len(scripts) >= 6:
+            return True
+    return False
+
+
+def _reads_as_text(decoded: str) -> bool:
+    if len(decoded) < 2:
+        return False
+    printable = sum(1 for c in decoded if c.isprintable() or c in "\n\r\t")
+    alnum = sum(1 for c in decoded if c.isalnum() or c == " ")
+    return printable / len(decoded) >= 0.95 and alnum / len(decoded) >= 0.5
+
+
+def _bytes_to_text(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _base64(blob: str) -> str | None:
+    core = blob.rstrip("=")
+    if len(core) % 4 == 1:
+        return None
+    padded = core + "=" * (-len(core) % 4)
+    try:
+        if "-" in core or "_" in core:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _bytes_to_text(raw)
+
+
+def _base32(blob: str) -> str | None:
+    core = blob.rstrip("=")
+    try:
+        raw = base64.b32decode(core + "=" * (-len(core) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    return _bytes_to_text(raw)
+
+
+def _hex(blob: str) -> str | None:
+    return _bytes_to_text(bytes.fromhex(blob))
+
+
+def _url(blob: str) -> str | None:
+    return unquote(blob)
+
+
+def _quoted_printable(blob: str) -> str | None:
+    return _bytes_to_text(quopri.decodestring(blob.encode("utf-8", "replace")))
+
+
+def _mime_word(blob: str) -> str | None:
+    try:
+        return str(make_header(decode_header(blob)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return None
+
+
+def _morse(blob: str) -> str | None:
+    words = re.split(r"\s*/\s*|\s{3,}", blob.strip())
+    out = []
+    for word in words:
+        letters = [_MORSE_TABLE.get(code) for code in word.split()]
+        if None in letters:
+            return None
+        out.append("".join(letters))  # type: ignore[arg-type]
+    return " ".join(out)
+
+
+def _braille(blob: str) -> str | None:
+    out: list[str] = []
+    capital = number = False
+    for char in blob:
+        if char.isspace():
+            out.append(" ")
+            number = False
+            continue
+        dots = ord(char) - 0x2800
+        if dots == 0x20:
+            capital = True
+            continue
+        if dots == 0x3C:
+            number = True
+            continue
+        if dots == 0:
+            out.append(" ")
+            continue
+        letter = _BRAILLE_LETTERS.get(dots)
+        if letter is None:
+            out.append(_BRAILLE_PUNCT.get(dots, "?"))
+            continue
+        if number and letter in _BRAILLE_DIGITS:
+            out.append(_BRAILLE_DIGITS[letter])
+            continue
+        out.append(letter.upper() if capital else letter)
+        capital = False
+    return "".join(out)
+
+
+def _nato(blob: str) -> str | None:
+    return "".join(word[0] for word in blob.lower().split())
+
+
+def _rot13(blob: str) -> str | None:
+    return codecs.encode(blob, "rot13")
+
+
+_ATBASH = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA",
+)
+
+
+def _atbash(blob: str) -> str | None:
+    return blob.translate(_ATBASH)
+
+
+def _ascii85(blob: str) -> str | None:
+    for decode in (base64.a85decode, base64.b85decode):
+        try:
+            text = _bytes_to_text(decode(blob.encode("ascii")))
+        except (ValueError, UnicodeEncodeError):
+            continue
+        if text:
+            return text
+    return None
+
+
+def _uuencode(blob: str) -> str | None:
+    parts = []
+    for line in blob.splitlines():
+        if not line.strip():
+            continue
+        try:
+            parts.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            return None
+    return _bytes_to_text(b"".join(parts))
+
+
+_SHAPED: tuple[tuple[str, re.Pattern[str], Callable[[str], str | None]], ...] = (
+    ("base64", _B64, _base64),
+    ("base32", _B32, _base32),
+    ("hex", _HEX, _hex),
+    ("url", _URL_ESCAPES, _url),
+    ("quoted_printable", _QP, _quoted_printable),
+    ("mime", _MIME_WORD, _mime_word),
+    ("morse", _MORSE, _morse),
+    ("braille", _BRAILLE, _braille),
+    ("nato", _NATO, _nato),
+)
+_EXPLICIT_ONLY: tuple[tuple[str, Callable[[str], str | None]], ...] = (
+    ("rot13", _rot13),
+    ("atbash", _atbash),
+    ("ascii85", _ascii85),
+    ("uuencode", _uuencode),
+)

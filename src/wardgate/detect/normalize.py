@@ -1,0 +1,159 @@
+"""Text normalization for the injection detector: one folded view plus the evidence of obfuscation.
+
+Attackers hide instructions from keyword filters with invisible characters, look-alike letters,
+stacked combining marks and digit-for-letter swaps. Folding them away lets one set of rules see
+the instruction; the fact that they were there is kept as a signal, because benign prompts rarely
+use them (ASCII smuggling with Unicode tags: https://embracethered.com/blog/posts/2024/hiding-and-finding-text-with-unicode-tags/).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+__all__ = ["NormalizedText", "fold_case", "fold_leetspeak", "normalize"]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedText:
+    """The views of one text that the rules scan.
+
+    ``text`` is NFKC, case-folded, accent-stripped, with invisible characters removed and
+    look-alike letters folded. ``clean`` keeps the original case (decoders need it: base64 is
+    case-sensitive). ``hidden`` is text recovered from invisible carriers (Unicode tag characters,
+    variant selectors, invisible-operator binary), already folded. ``signals`` names what was found.
+    """
+
+    text: str
+    clean: str
+    hidden: str
+    signals: tuple[str, ...]
+
+
+# Invisible characters that carry no meaning in prose. ZWJ/ZWNJ are legitimate inside emoji
+# sequences and Indic/Persian words, so their *presence* only counts between Latin letters.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_ZW_INSIDE_WORD = re.compile("[A-Za-z][\u200b-\u200d\u2060-\u2064\ufeff]+[A-Za-z]")
+# Flag emoji (England, Scotland, Wales) are legitimate users of tag characters: drop them first.
+_TAG_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]{1,10}\U000e007f")
+_TAGS = re.compile("[\U000e0000-\U000e007f]+")
+_VARIATION_RUN = re.compile("[\U000e0100-\U000e01ef]+")
+# garak's "sneaky bits": each character's binary digits as U+2062 (0) / U+2064 (1), U+200B between words.
+_INVISIBLE_BITS = re.compile("[\u2062\u2064][\u2062\u2064\u200b]{13,}")
+_COMBINING = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1dc0-\u1dff\u20d0-\u20ff]{3,}")
+
+# Cyrillic and Greek letters that render like Latin ones (after case folding).
+_HOMOGLYPHS = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "һ": "h", "ӏ": "l", "ɡ": "g", "ɑ": "a",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
+    "τ": "t", "υ": "u", "χ": "x", "ω": "w",
+})
+_LOOKALIKE_CHARS = "".join(chr(c) for c in _HOMOGLYPHS)
+_MIXED_WORD = re.compile(
+    rf"\b(?=[^\W\d_]*[a-z])(?=[^\W\d_]*[{_LOOKALIKE_CHARS}])[^\W\d_]+\b"
+)
+_NON_LATIN_LETTER = re.compile("[\u0250-\u02af\u0370-\u03ff\u0400-\u052f]")
+# Dotless ı and the dot left by İ's case folding (i + U+0307) both fold to a plain i.
+_TURKISH = str.maketrans({"ı": "i"})
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l"})
+_LEET_TOKEN = re.compile(r"[a-z0-9@$!|]*[a-z][a-z0-9@$!|]*")
+_LEET_HINT = re.compile(r"[a-z][013457@$|][a-z]|(?<![\w.])[013457@$][a-z]{2}|[a-z]{2}[013457](?!\w)")
+
+
+def fold_case(text: str) -> str:
+    """Case-fold and strip accents: the cheap path for ASCII, the full one otherwise."""
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = _COMBINING.sub("", text)
+    return unicodedata.normalize("NFC", text).translate(_TURKISH)
+
+
+def normalize(text: str) -> NormalizedText:
+    """Fold ``text`` into the view the rules scan and list the obfuscation signals found."""
+    if text.isascii():
+        # Fast path: nothing to unhide, no look-alikes, no combining marks.
+        return NormalizedText(text.lower(), text, "", ())
+    signals: list[str] = []
+    hidden_parts: list[str] = []
+
+    text = _TAG_FLAG.sub("", text)
+    tags = _TAGS.findall(text)
+    if tags:
+        signals.append("unicode_tags")
+        hidden_parts.extend("".join(chr(ord(c) - 0xE0000) for c in run) for run in tags)
+        text = _TAGS.sub("", text)
+    variations = _VARIATION_RUN.findall(text)
+    if variations:
+        signals.append("variant_selectors")
+        hidden_parts.extend(_decode_variation_run(run) for run in variations)
+        text = _VARIATION_RUN.sub("", text)
+    bits = _INVISIBLE_BITS.findall(text)
+    if bits:
+        signals.append("invisible_binary")
+        hidden_parts.extend(_decode_invisible_bits(run) for run in bits)
+        text = _INVISIBLE_BITS.sub("", text)
+    if _ZW_INSIDE_WORD.search(text):
+        signals.append("zero_width")
+    text = _INVISIBLE.sub("", text)
+
+    clean = unicodedata.normalize("NFKC", text)
+    decomposed = unicodedata.normalize("NFKD", clean.casefold())
+    if len(_ZALGO.findall(decomposed)) >= 2:
+        signals.append("zalgo")
+    folded = unicodedata.normalize("NFC", _COMBINING.sub("", decomposed)).translate(_TURKISH)
+
+    mixed = _MIXED_WORD.findall(folded) if _NON_LATIN_LETTER.search(folded) else []
+    if mixed:
+        # Only texts that mix scripts inside words are folded, so Russian or Greek prose keeps
+        # its letters and its own-language rules still match.
+        folded = folded.translate(_HOMOGLYPHS)
+        if len(mixed) >= 2:
+            signals.append("homoglyphs")
+
+    hidden = fold_case(" ".join(p for p in hidden_parts if p.strip()))
+    return NormalizedText(folded, clean, hidden, tuple(signals))
+
+
+def fold_leetspeak(text: str) -> str | None:
+    """Return ``text`` with digit-for-letter swaps undone, or None when it has none.
+
+    Only tokens that mix letters with leet characters are rewritten, so numbers stay numbers.
+    """
+    if not _LEET_HINT.search(text):
+        return None
+    return _LEET_TOKEN.sub(_unleet_token, text)
+
+
+def _unleet_token(match: re.Match[str]) -> str:
+    token = match.group()
+    return token.translate(_LEET) if not token.isalpha() else token
+
+
+def _decode_variation_run(run: str) -> str:
+    # garak maps a byte b to U+E0100 + b; the published scheme (Paul Butler) uses b - 16 for the
+    # supplementary block. Keep whichever reading is printable text.
+    direct = "".join(chr(ord(c) - 0xE0100) for c in run)
+    if _printable_ratio(direct) >= 0.8:
+        return direct
+    return "".join(chr(ord(c) - 0xE0100 + 16) for c in run)
+
+
+def _decode_invisible_bits(run: str) -> str:
+    words = []
+    for chunk in run.split("\u200b"):
+        bits = chunk.replace("\u2062", "0").replace("\u2064", "1")
+        width = 7 if len(bits) % 7 == 0 else 8
+        words.append("".join(chr(int(bits[i : i + width], 2)) for i in range(0, len(bits) - width + 1, width)))
+    return " ".join(words)
+
+
+def _printable_ratio(text: str) -> float:
+    if not text:
+        return 0.0
+    return sum(1 for c in text if c.isprintable() or c in "\n\t") / len(text)

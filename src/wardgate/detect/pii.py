@@ -1,0 +1,363 @@
+"""Personal data in free text: e-mail, phone, payment card, IBAN, US SSN, IP address.
+
+Each entity has a cheap candidate regex and a validator (shape, checksum, number plan): a
+look-alike is rejected because it fails a rule, never because its string is known. Weak shapes
+(a bare 9- or 10-digit run, a 12-digit Maestro) carry a low score that only a context word near
+the span ("SSN", "call", "card" ...) lifts over the reporting bar.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+
+from wardgate.detect.findings import Finding
+
+__all__ = ["PII_ENTITIES", "find_pii", "resolve_overlaps"]
+
+PII_ENTITIES: frozenset[str] = frozenset(
+    {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
+)
+
+# Candidates travel as (score, start, end, entity) tuples: a Finding is built only for what is
+# kept, which matters in PII-dense text.
+_Span = tuple[float, int, int, str]
+
+_MIN_SCORE = 0.5  # a candidate below this is not reported
+_CONTEXT_BOOST = 0.3
+_CONFIDENT = 0.7  # at or above this base score, context is not looked for
+_CONTEXT_BEFORE, _CONTEXT_AFTER = 48, 24
+
+_DIGIT = re.compile(r"\d")
+_CONTEXT = {
+    "PHONE_NUMBER": re.compile(
+        r"phone|\btel\b|\btel[.:]|mobile|\bcell|\bcall|\bfax|contact|reach|whatsapp|\bsms\b"
+        r"|text me|\bdial|hotline|landline|telefon|téléphone|portable|handy|móvil|\bring\b"
+    ),
+    "US_SSN": re.compile(r"\bssn|social[ -]security|\bss ?#|\bss no|taxpayer|\bitin\b|\btin\b"),
+    "CREDIT_CARD": re.compile(
+        r"card|credit|debit|\bvisa|master ?card|\bamex|american express|discover|\bjcb"
+        r"|diners|maestro|union ?pay|\bcc\b|\bpan\b|payment|\bcharge"
+    ),
+    "IBAN_CODE": re.compile(r"iban|bank|account|\bwire|transfer|sepa|\bpay"),
+    "IP_ADDRESS": re.compile(r"\bip\b|ipv[46]|address|\bhost|server|login|\bfrom\b|connect"),
+}
+
+
+def _has_context(text: str, start: int, end: int, entity: str) -> bool:
+    window = text[max(0, start - _CONTEXT_BEFORE) : start] + " " + text[end : end + _CONTEXT_AFTER]
+    return _CONTEXT[entity].search(window.lower()) is not None
+
+
+def _scored(text: str, entity: str, start: int, end: int, base: float) -> _Span | None:
+    score = base
+    # A strong shape needs no support; looking for context costs ~5 us a span.
+    if base < _CONFIDENT and _has_context(text, start, end, entity):
+        score = min(1.0, base + _CONTEXT_BOOST)
+    return (round(score, 2), start, end, entity) if score >= _MIN_SCORE else None
+
+
+# --- e-mail -------------------------------------------------------------------------------
+# Unicode word characters are allowed (RFC 6531 addresses); a TLD is letters or punycode, so
+# "user@example" (no TLD) and "a@b.c1" are not addresses.
+_EMAIL = re.compile(
+    r"(?<![\w.%+\-])[\w%+\-](?:[\w.%+\-]{0,62}[\w%+\-])?"
+    r"@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9\-]{1,59})"
+    r"(?![\w\-]|\.[^\W_])"
+)
+
+
+def _emails(text: str) -> Iterator[_Span]:
+    # Search only around each "@": scanning every word start of a long text costs ~0.2 ms.
+    at, floor = text.find("@"), 0
+    while at != -1:
+        m = _EMAIL.search(text, max(floor, at - 64), at + 256)
+        if m is not None and m.start() <= at < m.end():
+            yield (0.95, m.start(), m.end(), "EMAIL_ADDRESS")
+            floor = m.end()
+            at = text.find("@", floor)
+        else:
+            at = text.find("@", at + 1)
+
+
+# --- IP addresses -------------------------------------------------------------------------
+_IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?!\w|\.[0-9])")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}|:)(?::[0-9A-Fa-f]{0,4}){1,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?"
+    r"(?![\w:]|\.\d)"
+)
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")  # a literal first character: a fast scan
+_HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
+# A dotted quad right after these words is a release number ("version 10.2.3.4"), not a host.
+_VERSION_BEFORE = re.compile(r"(?:version|\bver\.?|release|\bbuild|firmware|\bfw|\bv)\s*[:#]?\s*$")
+
+
+def _ips(text: str) -> Iterator[_Span]:
+    for m in _IPV4.finditer(text):
+        octets = m.group().split(".")
+        if any(len(o) > 1 and o[0] == "0" or int(o) > 255 for o in octets):
+            continue
+        if _VERSION_BEFORE.search(text[max(0, m.start() - 24) : m.start()].lower()):
+            continue
+        if (f := _scored(text, "IP_ADDRESS", m.start(), m.end(), 0.85)) is not None:
+            yield f
+    pos = 0
+    while (hint := _IPV6_HINT.search(text, pos)) is not None:
+        start = hint.start()
+        while start > 0 and start > hint.start() - 5 and text[start - 1] in _HEX_OR_COLON:
+            start -= 1
+        m = _IPV6.match(text, start)
+        pos = m.end() if m is not None else hint.end() - 1
+        if m is None:
+            continue
+        value = m.group()
+        # A digit keeps C++/Rust paths ("Abc::def") out; ipaddress applies the full grammar,
+        # which rejects clock times ("12:30:45") and MAC addresses.
+        if not _DIGIT.search(value) or value.count(":") < 2:
+            continue
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            continue
+        yield (0.85, m.start(), m.end(), "IP_ADDRESS")
+
+
+# --- US social security numbers -----------------------------------------------------------
+_SSN = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2}([- ]?)[0-9]{2}\1[0-9]{4}(?![\w]|[-.][0-9])")
+# Numbers the SSA never issued or that were published as examples (Woolworth's 078-05-1120,
+# the 1938 Social Security Board pamphlet's 219-09-9999, the ubiquitous 123-45-6789).
+_SSN_PUBLISHED = frozenset({"078051120", "219099999", "123456789", "457555462"})
+
+
+def _ssns(text: str) -> Iterator[_Span]:
+    for m in _SSN.finditer(text):
+        sep = m.group(1)
+        digits = m.group().replace(sep, "") if sep else m.group()
+        area, group, serial = digits[:3], digits[3:5], digits[5:]
+        if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+            continue
+        if digits in _SSN_PUBLISHED or len(set(digits)) == 1:
+            continue
+        if sep == " " and (text[m.end() : m.end() + 2][1:].isdigit() or text[m.start() - 2 : m.start()][:1].isdigit()):
+            continue  # part of a longer space-grouped number
+        base = {"-": 0.6, " ": 0.45, "": 0.3}[sep]
+        if (f := _scored(text, "US_SSN", m.start(), m.end(), base)) is not None:
+            yield f
+
+
+# --- payment cards ------------------------------------------------------------------------
+_CARD = re.compile(r"[0-9](?<![\w\-.,][0-9])(?:[ \-]?[0-9]){11,18}(?!\w|[\-.,][0-9])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_base(d: str) -> float:
+    """Score of a Luhn-valid digit string by issuer range (ISO/IEC 7812 IINs), 0 if none fits."""
+    n, p2, p4, p6 = len(d), int(d[:2]), int(d[:4]), int(d[:6])
+    if d[0] == "4" and n in (13, 16, 19):
+        return 0.9 if n != 13 else 0.7  # Visa
+    if (51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16:
+        return 0.9  # Mastercard, 2-series included
+    if p2 in (34, 37) and n == 15:
+        return 0.9  # Amex
+    if (p4 == 6011 or 644 <= p4 // 10 <= 649 or p2 == 65 or 622126 <= p6 <= 622925) and 16 <= n <= 19:
+        return 0.9  # Discover
+    if (p2 == 35 and 16 <= n <= 19) or (p4 in (2131, 1800) and n == 15):
+        return 0.85  # JCB: 3528-3589 assigned, the common "35" pattern costs nothing with Luhn
+    if (300 <= p4 // 10 <= 305 or p4 == 3095 or p2 in (36, 38, 39)) and 14 <= n <= 19:
+        return 0.85  # Diners Club
+    if p2 == 62 and 16 <= n <= 19:
+        return 0.85  # UnionPay
+    if 2200 <= p4 <= 2204 and 16 <= n <= 19:
+        return 0.85  # Mir
+    if (p2 == 50 or 56 <= p2 <= 69) and 12 <= n <= 19:
+        return 0.8 if n >= 16 else 0.45  # Maestro: short ones are common order/ticket numbers
+    return 0.0
+
+
+def _cards(text: str) -> Iterator[_Span]:
+    for m in _CARD.finditer(text):
+        raw = m.group()
+        groups = re.split(r"[ \-]", raw)
+        if len(groups) > 1 and len({c for c in raw if not c.isdigit()}) > 1:
+            continue  # "4111 1111-1111" mixes separators: not how a card is printed
+        # A grouped card may run into a following number ("... 1111 12/26"): shorter prefixes.
+        for k in range(len(groups), 0, -1):
+            sizes = [len(g) for g in groups[:k]]
+            if k > 1 and not (
+                all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4 or sizes in ([4, 6, 5], [4, 6, 4])
+            ):
+                continue
+            digits = "".join(groups[:k])
+            if len(digits) < 12 or not _luhn(digits) or not (base := _card_base(digits)):
+                continue
+            end = m.start() + len(" ".join(groups[:k]))
+            if (f := _scored(text, "CREDIT_CARD", m.start(), end, base)) is not None:
+                yield f
+            break
+
+
+# --- IBAN ---------------------------------------------------------------------------------
+# ISO 13616 registry lengths per country.
+_IBAN_LENGTHS = dict(
+    (c[:2], int(c[2:]))
+    for c in (
+        "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 "
+        "DK18 DO28 EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HR21 HU28 IE22 "
+        "IL23 IQ23 IS26 IT27 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 MK19 "
+        "MN20 MR27 MT31 MU30 NI28 NL18 NO15 OM23 PK24 PL28 PS29 QA29 RO24 RS22 RU33 SA24 SC31 SD18 "
+        "SE24 SI19 SK24 SM27 SO23 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30"
+    ).split()
+)
+# The body is a lookahead so that a greedy run into the next words ("... 00 and FR14 ...")
+# does not hide an IBAN that follows.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?=((?:[ \-]?[A-Za-z0-9]){11,30}))")
+
+
+def _ibans(text: str) -> Iterator[_Span]:
+    for m in _IBAN.finditer(text):
+        raw = m.group() + m.group(1)
+        length = _IBAN_LENGTHS.get(raw[:2])
+        if length is None:
+            continue
+        kept, end = 0, m.start()
+        for i, ch in enumerate(raw):  # cut at the country's length, counting alphanumerics only
+            if ch.isalnum():
+                kept += 1
+                if kept == length:
+                    end = m.start() + i + 1
+                    break
+        if kept < length or (end < len(text) and text[end].isalnum()):
+            continue
+        compact = re.sub(r"[ \-]", "", text[m.start() : end]).upper()
+        rearranged = compact[4:] + compact[:4]
+        if int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1:
+            yield (0.95, m.start(), end, "IBAN_CODE")
+
+
+# --- phone numbers ------------------------------------------------------------------------
+_SEP = r"(?:[ \u00a0]?[\-./][ \u00a0]?|[ \u00a0])"
+_PHONE = re.compile(
+    # A leading character class (not a lookbehind) lets re skip to candidates in C.
+    r"[+(0-9](?<![\w+\-./][+(0-9])"
+    # Cheap in-C rejections of the commonest digit runs: too short, ISO dates, dotted quads.
+    r"(?=[\d+()\-. /x\u00a0]{6})"  # seven characters at least
+    r"(?!(?<=[0-9])\d{3}-[01]\d-[0-3]\d\b)"  # not an ISO date
+    r"(?!(?<=[0-9])\d{0,2}(?:\.\d{1,3}){3}(?![.\d]))"  # not a dotted quad
+    r"(?:(?<=\+)[ ]?(?:\(\d{1,5}\)[ ]?)?\d{1,12}"  # +44 20 ..., +1 (415) 555 ...
+    r"|(?<=\()\+?\d{1,5}\)[ ]?\d{1,12}"  # (415) 555 ..., (+44) 20 ...
+    r"|(?<=[0-9])\d{0,11})"  # 020 ..., 555 ...
+    rf"(?:{_SEP}?\(\d{{1,5}}\)[ ]?\d{{1,12}}|{_SEP}\d{{1,12}}){{0,7}}"
+    r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6})?(?!\w|[\-./]\d)"
+)
+_PHONE_TOKEN = re.compile(r"\(\+?\d+\)|\+?\d+|(?:x|ext\.?|extension)[ ]?\d+")
+_NANP = re.compile(r"[2-9]\d\d[2-9]\d{6}")  # area code and exchange never start with 0 or 1
+_DATE = re.compile(r"(?:\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2})\b")
+
+
+def _phone_base(text: str, tokens: list[re.Match[str]], plus: bool) -> float:
+    """Score of the digit groups ``tokens`` as one phone number; 0 when it is not one."""
+    groups = [t.group().strip("()+") for t in tokens]
+    digits = "".join(groups)
+    if plus or (digits.startswith("00") and len(groups[0]) >= 3) or groups[0] == "011":
+        # International: E.164 allows at most 15 digits after the exit code; "(0)" is the
+        # national trunk prefix some countries print after the country code.
+        e164 = "".join(g for t, g in zip(tokens, groups) if t.group() != "(0)")
+        e164 = e164 if plus else e164[3:] if groups[0] == "011" else e164[2:]
+        if not 8 <= len(e164) <= 15 or e164[0] == "0":
+            return 0.0
+        if e164[0] == "1":  # NANP keeps its own numbering plan behind +1
+            return 0.85 if len(e164) == 11 and _NANP.fullmatch(e164, 1) else 0.0
+        return 0.85 if plus else 0.6
+    if 1 < len(groups) <= 4 and _DATE.match(text, tokens[0].start()):  # a date, maybe an hour
+        return 0.0
+    sizes = [len(g) for g in groups]
+    nanp = digits[1:] if len(groups) > 1 and groups[0] == "1" else digits
+    if len(nanp) == 10 and _NANP.fullmatch(nanp):
+        shape = sizes[1:] if groups[0] == "1" and len(groups) > 1 else sizes
+        if shape in ([3, 3, 4], [10]):
+            return 0.75 if len(shape) == 3 else 0.35
+    if len(groups) == 1:
+        return 0.35 if digits[0] == "0" and 10 <= len(digits) <= 12 else 0.0
+    if min(sizes) < 2 or sizes == [3, 2, 4]:  # 3-2-4 is the SSN layout
+        return 0.0
+    if digits[0] == "0" and 9 <= len(digits) <= 12:
+        return 0.6  # trunk-prefixed national number: "020 7946 0958", "06 12 34 56 78"
+    return 0.45 if 10 <= len(digits) <= 11 else 0.0
+
+
+def _phones(text: str) -> Iterator[_Span]:
+    for m in _PHONE.finditer(text):
+        if m.end() - m.start() < 8:
+            continue  # the shortest number accepted below, "+4930123", has eight characters
+        tokens = list(_PHONE_TOKEN.finditer(text, m.start(), m.end()))
+        ext = tokens.pop() if tokens[-1].group()[0] in "xe" else None
+        # A greedy candidate may swallow a following number ("call 555-123-4567 2 times"):
+        # try the whole run first, then shorter ones. Never drop leading groups: a tail of a
+        # longer number (a bad IBAN's last groups) would pass for a phone.
+        plus = text[m.start()] == "+" or tokens[0].group().startswith("(+")
+        for j in range(len(tokens), 0, -1):
+            if tokens[j - 1].end() - m.start() < 8:
+                break
+            base = _phone_base(text, tokens[:j], plus)
+            if not base:
+                continue
+            end = ext.end() if ext is not None and j == len(tokens) else tokens[j - 1].end()
+            if (f := _scored(text, "PHONE_NUMBER", m.start(), end, base)) is not None:
+                yield f
+            break
+
+
+# --- assembly -----------------------------------------------------------------------------
+_Finder = Callable[[str], Iterable[_Span]]
+_NUMERIC: tuple[tuple[str, _Finder], ...] = (
+    ("CREDIT_CARD", _cards),
+    ("IBAN_CODE", _ibans),
+    ("US_SSN", _ssns),
+    ("IP_ADDRESS", _ips),
+    ("PHONE_NUMBER", _phones),
+)
+_DIGITS = "0123456789"
+
+
+def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]:
+    """Personal-data spans in ``text``, sorted by start and non-overlapping."""
+    wanted = PII_ENTITIES if entities is None else entities
+    found: list[_Span] = []
+    if "@" in text and "EMAIL_ADDRESS" in wanted:
+        found.extend(_emails(text))
+    if any(d in text for d in _DIGITS):  # ten C-speed substring scans beat one regex scan
+        for entity, finder in _NUMERIC:
+            if entity in wanted:
+                found.extend(finder(text))
+    return [Finding(entity, start, end, score) for score, start, end, entity in _resolve(found)]
+
+
+def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
+    """Keep the best of overlapping findings (higher score, then longer), sorted by start."""
+    spans = _resolve([(f.score, f.start, f.end, f.entity) for f in findings])
+    return [Finding(entity, start, end, score) for score, start, end, entity in spans]
+
+
+def _resolve(spans: list[_Span]) -> list[_Span]:
+    if len(spans) < 2:
+        return spans
+    kept: list[_Span] = []  # sorted by start and disjoint, so only neighbours can overlap
+    starts: list[int] = []
+    for span in sorted(spans, key=lambda s: (-s[0], s[1] - s[2], s[1])):
+        i = bisect_right(starts, span[1])
+        if (i and kept[i - 1][2] > span[1]) or (i < len(kept) and kept[i][1] < span[2]):
+            continue
+        kept.insert(i, span)
+        starts.insert(i, span[1])
+    return kept

@@ -1,0 +1,144 @@
+"""Relay an upstream SSE stream to the client as it arrives, with stream checkpoints.
+
+Events pass unchanged (no re-encoding) unless a delta filter rewrote their text; the usage chunk the
+gateway asked for is stripped when the client did not ask for it; a block after the headers were
+sent ends the stream with one OpenAI-style error event (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from wardgate.answer import absorb_chunk
+from wardgate.errors import envelope
+from wardgate.exchange import Exchange, Outcome, Verdict
+from wardgate.pipeline import Pipeline
+from wardgate.sse import DONE, data_of, error_event, format_data, iter_events
+from wardgate.upstream import Reply
+
+__all__ = ["CHECKPOINT_CHARS", "relay_stream"]
+
+CHECKPOINT_CHARS = 400
+"""Output guardrails see the text so far every this many characters, and at the end."""
+
+
+async def _timed(ex: Exchange, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Count time spent waiting on the upstream as upstream time, not gateway overhead."""
+    while True:
+        started = time.perf_counter()
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            ex.upstream_ms += (time.perf_counter() - started) * 1000.0
+            return
+        ex.upstream_ms += (time.perf_counter() - started) * 1000.0
+        yield chunk
+
+
+def _rewrite(chunk: dict[str, Any], text: str) -> bytes:
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            if isinstance(choice.get("delta"), dict):
+                choice["delta"]["content"] = text
+            elif "text" in choice:
+                choice["text"] = text
+    if chunk.get("type") == "response.output_text.delta":
+        chunk["delta"] = text
+    return format_data(orjson.dumps(chunk))
+
+
+def _filter(ex: Exchange, text: str, finishing: bool) -> str:
+    for f in ex.delta_filters:
+        text = f.feed(text)
+        if finishing:
+            text += f.flush()
+    return text
+
+
+async def _block(resp: web.StreamResponse, ex: Exchange, verdict: Verdict) -> None:
+    error = envelope(verdict.status, verdict.error_code or "blocked", verdict.message or "blocked")["error"]
+    ex.outcome, ex.error = Outcome.BLOCKED, error
+    ex.extra["stream_cut_at_chars"] = len(ex.response.text)
+    await resp.write(error_event({"error": error}))
+
+
+async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipeline: Pipeline,
+                       headers: dict[str, str], checkpoints: bool) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
+                                                   "cache-control": "no-cache"})
+    resp.headers["x-wardgate-overhead-ms"] = f"{ex.overhead_ms():.3f}"
+    await resp.prepare(request)
+    ex.status = 200
+    ex.response.status = 200
+    try:
+        try:
+            await _pump(resp, ex, reply, pipeline, checkpoints)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # The upstream failed mid-stream: the client gets one error event and the stream ends.
+            ex.outcome = Outcome.ERROR
+            ex.error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")["error"]
+            ex.extra["stream_cut_at_chars"] = len(ex.response.text)
+            await pipeline.run_response(ex)
+            await resp.write(error_event({"error": ex.error}))
+    finally:
+        reply.release()
+    return resp
+
+
+async def _pump(resp: web.StreamResponse, ex: Exchange, reply: Reply, pipeline: Pipeline, checkpoints: bool) -> None:
+    since_check = 0
+    saw_done = False
+    assert reply.chunks is not None
+    async for event in iter_events(_timed(ex, reply.chunks)):
+        if ex.ttft_ms is None:
+            ex.ttft_ms = ex.elapsed_ms()
+        payload = data_of(event)
+        if payload is None or payload == DONE:
+            saw_done = saw_done or payload == DONE
+            if payload is None:
+                await resp.write(event + b"\n\n")
+            continue
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            await resp.write(event + b"\n\n")
+            continue
+        if not isinstance(chunk, dict):
+            await resp.write(event + b"\n\n")
+            continue
+        if "error" in chunk and "choices" not in chunk:
+            ex.outcome = Outcome.ERROR
+            ex.error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+            await resp.write(event + b"\n\n")
+            continue
+        new = absorb_chunk(ex.response, chunk)
+        if chunk.get("choices") == [] and chunk.get("usage") and not ex.client_wants_usage:
+            continue  # the usage chunk the gateway asked for on the client's behalf
+        finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
+        if ex.delta_filters and (new or finishing):
+            await resp.write(_rewrite(chunk, _filter(ex, new, finishing)))
+        else:
+            await resp.write(event + b"\n\n")
+        since_check += len(new)
+        if checkpoints and since_check >= CHECKPOINT_CHARS:
+            since_check = 0
+            verdict = await pipeline.run_checkpoint(ex)
+            if verdict.blocks:
+                await _block(resp, ex, verdict)
+                return
+    ex.response.complete = ex.outcome is None
+    verdict = await pipeline.run_response(ex)
+    if verdict.blocks:
+        await _block(resp, ex, verdict)
+        return
+    if saw_done:
+        await resp.write(b"data: [DONE]\n\n")
+    if ex.outcome is None:
+        ex.outcome = Outcome.SERVED

@@ -1,0 +1,85 @@
+"""Run the gateway: uvloop when available, graceful shutdown on SIGTERM/SIGINT, N workers on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import structlog
+from aiohttp import web
+
+from wardgate.app import create_app
+from wardgate.config.schema import Config
+
+__all__ = ["run"]
+
+_log = structlog.get_logger("wardgate.serve")
+
+
+async def _serve(config: Config, host: str, port: int, sock: socket.socket | None) -> None:
+    app = create_app(config)
+    # handler_cancellation: a client that disconnects cancels its handler, and so the upstream call.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=config.server.shutdown_grace_s)
+    await runner.setup()
+    site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    _log.info("listening", host=host, port=port, pid=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _log.info("shutting_down", grace_s=config.server.shutdown_grace_s)
+    await runner.cleanup()  # stops accepting, waits for in-flight requests, flushes sinks
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(config: Config, host: str, port: int, workers: int = 1) -> int:
+    """Serve until SIGTERM/SIGINT; with workers > 1, fork N processes sharing one SO_REUSEPORT port."""
+    _install_uvloop()
+    if workers <= 1:
+        asyncio.run(_serve(config, host, port, None))
+        return 0
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                asyncio.run(_serve(config, host, port, _bound_socket(host, port)))
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    forward = lambda signum, _frame: [os.kill(p, signum) for p in children]  # noqa: E731
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for pid in children:
+        _, code = os.waitpid(pid, 0)
+        status = status or (1 if code else 0)
+    sys.stdout.flush()
+    return status

@@ -1,0 +1,142 @@
+"""Parse and check the request body; read the wardgate headers; derive the session.
+
+Bad input gets a 400 naming the offending field (SPEC §3), never a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any
+
+import orjson
+
+from wardgate.config.schema import Config
+from wardgate.exchange import ALLOW, Action, Exchange, Verdict
+
+__all__ = ["Parse"]
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_REQUIRED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input",
+             "/v1/responses": "input"}
+
+
+def _bad(message: str, param: str | None = None) -> Verdict:
+    return Verdict(Action.BLOCK, code="parse.invalid_request", message=message, status=400,
+                   error_code="invalid_request", score=None, headers=(("x-wardgate-param", param),) if param else ())
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return True
+
+
+def _check_messages(messages: Any, limit: int) -> Verdict | None:
+    if not isinstance(messages, list) or not messages:
+        return _bad("'messages' must be a non-empty array", "messages")
+    if len(messages) > limit:
+        return _bad(f"'messages' has {len(messages)} items; the limit is {limit}", "messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return _bad(f"messages[{i}] must be an object", f"messages.{i}")
+        role = message.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            return _bad(f"messages[{i}].role must be one of {sorted(_ROLES)}", f"messages.{i}.role")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            return _bad(f"messages[{i}].content must be a string or an array", f"messages.{i}.content")
+    return None
+
+
+def _first_text(messages: list[dict[str, Any]], role: str) -> str:
+    for message in messages:
+        if message.get("role") == role:
+            content = message.get("content")
+            return content if isinstance(content, str) else orjson.dumps(content).decode()
+    return ""
+
+
+def _tags(header: str) -> dict[str, str]:
+    tags = {}
+    for part in header.split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            tags[key.strip()[:64]] = value.strip()[:256]
+    return tags
+
+
+class Parse:
+    name = "parse"
+
+    def __init__(self, config: Config) -> None:
+        self._max_depth = config.server.max_json_depth
+        self._max_messages = config.server.max_messages
+
+    async def on_request(self, ex: Exchange) -> Verdict:
+        try:
+            body = orjson.loads(ex.raw_body)
+        except orjson.JSONDecodeError as exc:
+            return _bad(f"the request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return _bad("the request body must be a JSON object")
+        if not _depth_ok(body, self._max_depth):
+            return _bad(f"the request body is nested deeper than {self._max_depth} levels")
+        ex.body = body
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _bad("'model' is required and must be a string", "model")
+        ex.model_alias = model
+        required = _REQUIRED.get(ex.route)
+        if required and required not in body:
+            return _bad(f"'{required}' is required", required)
+        if ex.route == "/v1/chat/completions":
+            problem = _check_messages(body["messages"], self._max_messages)
+            if problem:
+                return problem
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            return _bad("'stream' must be a boolean", "stream")
+        ex.stream = bool(stream)
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            return _bad("'stream_options' must be an object", "stream_options")
+        ex.client_wants_usage = bool(options and options.get("include_usage"))
+        user = ex.headers.get("x-wardgate-user") or body.get("user")
+        if user is not None and not isinstance(user, str):
+            return _bad("'user' must be a string", "user")
+        ex.user = user
+        self._read_headers(ex, body)
+        return ALLOW
+
+    def _read_headers(self, ex: Exchange, body: dict[str, Any]) -> None:
+        headers = ex.headers
+        ex.tags = _tags(headers.get("x-wardgate-tags", ""))
+        ex.prompt_ref = headers.get("x-wardgate-prompt")
+        match = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
+        if match:
+            ex.trace_id, ex.parent_span_id = match.group(1), match.group(2)
+        else:
+            ex.trace_id = os.urandom(16).hex()
+        ex.extra["traceparent"] = f"00-{ex.trace_id}-{os.urandom(8).hex()}-01"
+        session = headers.get("x-wardgate-session")
+        if session:
+            ex.session_id = session[:200]
+        else:
+            # Derived from the conversation (issue 4): the same agent run resends the same start.
+            messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+            seed = "\x1f".join((ex.key.id if ex.key else "", ex.user or "", _first_text(messages, "system"),
+                                _first_text(messages, "user") if messages else str(body.get("input") or body.get("prompt"))))
+            ex.session_id = "s-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+    async def on_response(self, ex: Exchange) -> Verdict:
+        return ALLOW

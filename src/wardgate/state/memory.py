@@ -1,0 +1,247 @@
+"""The in-process state store: one event loop, one process, the same semantics as the Redis store.
+
+Every public method does its whole check-and-change without an ``await``, so on a single event loop
+no other request can interleave between the check and the charge.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from bisect import bisect_right, insort
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wardgate.state.protocol import (
+    GRACE_S,
+    INDEX_RETENTION_S,
+    Charge,
+    CounterState,
+    Limit,
+    ReserveResult,
+    actual_by_counter,
+    check_team,
+    emission_us,
+    merge_charges,
+    rate_state,
+    retry_after,
+    to_stored,
+    to_us,
+    window_state,
+)
+from wardgate.state.windows import window_span
+
+__all__ = ["MemoryStateStore"]
+
+_SWEEP_EVERY_S = 60.0
+
+
+@dataclass(slots=True)
+class _Counter:
+    used: int = 0
+    reserved: int = 0
+    holds: dict[str, tuple[int, int]] = field(default_factory=dict)  # reservation id -> (amount, expires_us)
+    expiries: list[tuple[int, str]] = field(default_factory=list)  # heap of (expires_us, reservation id)
+    drop_at: float | None = None  # when no reservation or settle can reach it any more; None: never
+
+    def purge(self, now_us: int) -> None:
+        while self.expiries and self.expiries[0][0] <= now_us:
+            expires, rid = heapq.heappop(self.expiries)
+            hold = self.holds.get(rid)
+            if hold is not None and hold[1] == expires:
+                del self.holds[rid]
+                self.reserved -= hold[0]
+
+    def drop_hold(self, rid: str) -> None:
+        hold = self.holds.pop(rid, None)
+        if hold is not None:
+            self.reserved -= hold[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    limit: Limit
+    label: str  # the calendar window the reservation was made in ("" for rate limits)
+    amount: int
+
+
+@dataclass(slots=True)
+class _Record:
+    entries: tuple[_Entry, ...]
+    open: bool
+    drop_at: float
+
+
+class MemoryStateStore:
+    """A `StateStore` for one process (tests, a single worker, demo mode)."""
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str, str], _Counter] = {}
+        self._rates: dict[tuple[str, str], float] = {}  # theoretical arrival time (µs) per rate counter
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._hits: dict[tuple[str, str], tuple[list[int], int]] = {}  # sorted event times, window (µs)
+        self._index: dict[str, dict[str, tuple[Limit, float]]] = {}
+        self._next_sweep = 0.0
+
+    async def reserve(
+        self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
+    ) -> ReserveResult:
+        check_team(team)
+        if not ttl_s > 0:
+            raise ValueError("ttl_s must be > 0")
+        now = time.time() if now is None else now
+        now_us, expires_us = to_us(now), to_us(now + ttl_s)
+        if (team, reservation_id) in self._records:
+            raise ValueError(f"reservation {reservation_id!r} already exists")
+        self._maybe_sweep(now)
+        merged = merge_charges(charges)
+        index = self._index.setdefault(team, {})
+        denied, wait_us = -1, 0.0
+        for position, (limit, amount) in enumerate(merged):
+            index[limit.counter_id] = (limit, now)
+            if limit.window.is_rate:
+                step = emission_us(limit)
+                allow_at = self._tat(team, limit, now_us) + amount * step - to_stored(limit.unit, limit.bucket) * step
+                fits = allow_at <= now_us
+                if not fits and denied < 0:
+                    wait_us = allow_at - now_us
+            else:
+                counter = self._counter(team, limit, now, ttl_s)
+                counter.purge(now_us)
+                fits = counter.used + counter.reserved + amount <= to_stored(limit.unit, limit.limit)
+            if not fits and denied < 0:
+                denied = position
+        if denied >= 0:
+            states = tuple(self._state(team, limit, now) for limit, _ in merged)
+            limit, amount = merged[denied]
+            return ReserveResult(False, states[denied], states, retry_after(limit, amount, now, wait_us))
+        entries = []
+        for limit, amount in merged:
+            if limit.window.is_rate:
+                tat = self._tat(team, limit, now_us) + amount * emission_us(limit)
+                self._rates[(team, limit.counter_id)] = round(tat)
+                entries.append(_Entry(limit, "", amount))
+            else:
+                counter = self._counter(team, limit, now, ttl_s)
+                counter.holds[reservation_id] = (amount, expires_us)
+                counter.reserved += amount
+                heapq.heappush(counter.expiries, (expires_us, reservation_id))
+                entries.append(_Entry(limit, window_span(limit.window, now).label, amount))
+        self._records[(team, reservation_id)] = _Record(tuple(entries), True, now + ttl_s + GRACE_S)
+        states = tuple(self._state(team, limit, now) for limit, _ in merged)
+        return ReserveResult(True, None, states)
+
+    async def settle(
+        self,
+        team: str,
+        reservation_id: str,
+        actual: Iterable[Charge] | Mapping[Limit, float],
+        now: float | None = None,
+    ) -> bool:
+        return self._finish(team, reservation_id, actual_by_counter(actual), now, charge=True)
+
+    async def release(self, team: str, reservation_id: str, now: float | None = None) -> bool:
+        return self._finish(team, reservation_id, {}, now, charge=False)
+
+    async def hit(self, team: str, key: str, window_s: float, now: float | None = None) -> int:
+        check_team(team)
+        now_us = to_us(time.time() if now is None else now)
+        window_us = to_us(window_s)
+        events, _ = self._hits.setdefault((team, key), ([], window_us))
+        del events[: bisect_right(events, now_us - window_us)]
+        insort(events, now_us)
+        self._hits[(team, key)] = (events, max(window_us, self._hits[(team, key)][1]))
+        return len(events)
+
+    async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
+        check_team(team)
+        now = time.time() if now is None else now
+        index = self._index.get(team, {})
+        return [
+            self._state(team, limit, now)
+            for _, (limit, seen) in sorted(index.items())
+            if seen >= now - INDEX_RETENTION_S
+        ]
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    def _finish(self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool) -> bool:
+        check_team(team)
+        now = time.time() if now is None else now
+        now_us = to_us(now)
+        record = self._records.get((team, rid))
+        if record is not None and not record.open:
+            return False
+        for entry in record.entries if record is not None else ():
+            found = actual.pop(entry.limit.counter_id, None)
+            spent = (found[1] if found else entry.amount) if charge else 0
+            if entry.limit.window.is_rate:
+                # Admission already took the estimate from the bucket; settle corrects it, release keeps it
+                # (a failed upstream call still counted against the rate).
+                if charge:
+                    self._adjust_rate(team, entry.limit, spent - entry.amount, now_us)
+                continue
+            counter = self._counters.setdefault(
+                (team, entry.limit.counter_id, entry.label), _Counter(drop_at=record.drop_at)
+            )
+            counter.purge(now_us)
+            counter.drop_hold(rid)
+            counter.used += spent
+        for limit, amount in actual.values():
+            # Not reserved (or the record is gone): count it in the current window. Rate buckets are
+            # left alone: without the reservation we cannot know what admission already took.
+            if not limit.window.is_rate and amount:
+                self._counter(team, limit, now, 0.0).used += amount
+        self._records[(team, rid)] = _Record((), False, now + GRACE_S)
+        return True
+
+    def _counter(self, team: str, limit: Limit, now: float, ttl_s: float) -> _Counter:
+        span = window_span(limit.window, now)
+        counter = self._counters.setdefault((team, limit.counter_id, span.label), _Counter())
+        if span.resets_at is not None:
+            drop_at = span.resets_at + ttl_s + GRACE_S
+            counter.drop_at = drop_at if counter.drop_at is None else max(counter.drop_at, drop_at)
+        return counter
+
+    def _tat(self, team: str, limit: Limit, now_us: int) -> float:
+        return max(self._rates.get((team, limit.counter_id), 0), now_us)
+
+    def _adjust_rate(self, team: str, limit: Limit, delta: int, now_us: int) -> None:
+        if not delta:
+            return
+        tat = self._tat(team, limit, now_us) + delta * emission_us(limit)
+        if tat <= now_us:
+            self._rates.pop((team, limit.counter_id), None)
+        else:
+            self._rates[(team, limit.counter_id)] = round(tat)
+
+    def _state(self, team: str, limit: Limit, now: float) -> CounterState:
+        now_us = to_us(now)
+        if limit.window.is_rate:
+            return rate_state(limit, self._rates.get((team, limit.counter_id), 0), now_us)
+        counter = self._counters.get((team, limit.counter_id, window_span(limit.window, now).label))
+        if counter is None:
+            return window_state(limit, 0, 0, now)
+        counter.purge(now_us)
+        return window_state(limit, counter.used, counter.reserved, now)
+
+    def _maybe_sweep(self, now: float) -> None:
+        # Forget what no call can observe any more, as Redis TTLs do, so a long-lived process stays small.
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_EVERY_S
+        now_us = to_us(now)
+        self._counters = {k: c for k, c in self._counters.items() if c.drop_at is None or c.drop_at > now}
+        self._rates = {k: tat for k, tat in self._rates.items() if tat > now_us}
+        self._records = {k: r for k, r in self._records.items() if r.drop_at > now}
+        self._hits = {k: h for k, h in self._hits.items() if h[0] and h[0][-1] > now_us - h[1]}
+        for team, index in list(self._index.items()):
+            kept = {cid: seen for cid, seen in index.items() if seen[1] >= now - INDEX_RETENTION_S}
+            if kept:
+                self._index[team] = kept
+            else:
+                del self._index[team]

@@ -1,0 +1,234 @@
+"""The state store's contract: limits, charges, counter states, and the ``StateStore`` seam.
+
+Both stores count in integers: tokens and requests as they are, dollars in micro-dollars, times in
+microseconds, so the memory store and the Redis Lua scripts reach the same decisions exactly
+(three charges of $0.10 fit a $0.30 budget; in floats they would not).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from wardgate.state.windows import Window, window_span
+
+__all__ = [
+    "Charge",
+    "CounterState",
+    "Limit",
+    "ReserveResult",
+    "StateStore",
+    "StateUnavailable",
+    "Unit",
+]
+
+#: How long a reservation's record (and its "settled" marker) outlives its expiry, so a late
+#: settle still charges the window the reservation was made in, and a repeated one is a no-op.
+GRACE_S = 3600.0
+#: Counters not touched for this long leave the admin snapshot's index.
+INDEX_RETENTION_S = 35 * 86400.0
+
+
+class StateUnavailable(Exception):
+    """The shared state cannot be reached; the gateway decides whether to fail closed or open."""
+
+
+class Unit(StrEnum):
+    """What a counter counts."""
+
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+    USD = "usd"
+
+    @property
+    def scale(self) -> int:
+        """Stored integer units per unit (micro-dollars for ``usd``)."""
+        return 1_000_000 if self is Unit.USD else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One counter and its cap, e.g. ``Limit("team:search", Window.DAY, Unit.TOKENS, 2_000_000)``."""
+
+    scope: str
+    """Who is counted: ``team:search``, ``key:search-prod``, ``user:search:u-42``, ``session:search:abc``."""
+    window: Window
+    unit: Unit
+    limit: float
+    """Cap per window; for ``rate_minute``, units refilled per minute."""
+    burst: float | None = None
+    """``rate_minute`` only: bucket size, the most admitted at once (default: ``limit``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", Window(self.window))
+        object.__setattr__(self, "unit", Unit(self.unit))
+        if not self.scope:
+            raise ValueError("a limit needs a scope")
+        if not (self.limit >= 0 and math.isfinite(self.limit)):
+            raise ValueError(f"{self.scope}: limit must be a finite number >= 0")
+        if self.burst is not None and not self.window.is_rate:
+            raise ValueError(f"{self.scope}: burst applies to rate windows only")
+        if self.window.is_rate and self.bucket <= 0:
+            raise ValueError(f"{self.scope}: a rate limit needs limit and burst > 0")
+
+    @property
+    def counter_id(self) -> str:
+        """The counter's identity (scope, window, unit), the same whatever the cap."""
+        return f"{self.scope}:{self.window.value}:{self.unit.value}"
+
+    @property
+    def bucket(self) -> float:
+        """The burst size of a rate limit."""
+        return self.limit if self.burst is None else self.burst
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """An amount to count against one limit."""
+
+    limit: Limit
+    amount: float
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """A counter as seen by one operation, in the limit's units (dollars for ``usd``).
+
+    For a rate limit ``used`` is what the bucket holds (0 when full of capacity again), ``reserved``
+    is 0, ``remaining`` what could be admitted now, and ``resets_at`` when the bucket is full again.
+    """
+
+    limit: Limit
+    used: float
+    reserved: float
+    remaining: float
+    resets_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    ok: bool
+    denied: CounterState | None
+    """The first counter that refused (in charge order), None when ``ok``."""
+    states: tuple[CounterState, ...]
+    """Every counter, in charge order, after the reservation (as found, if refused)."""
+    retry_after_s: float | None = None
+    """When refused: seconds until the same charge could pass (rate: when the bucket has room;
+    calendar window: its reset), None if waiting cannot help (``total``, or a charge over the cap)."""
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Budgets, rate limits and loop counters, checked and charged atomically."""
+
+    async def reserve(
+        self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
+    ) -> ReserveResult:
+        """All charges fit (used + unexpired reservations + amount <= limit; rate buckets have room)
+        and are held under ``reservation_id`` until settled, released or ``now + ttl_s``; or nothing is."""
+        ...
+
+    async def settle(
+        self,
+        team: str,
+        reservation_id: str,
+        actual: Iterable[Charge] | Mapping[Limit, float],
+        now: float | None = None,
+    ) -> bool:
+        """Drops the reservation and charges the actual usage; False if it was already settled/released."""
+        ...
+
+    async def release(self, team: str, reservation_id: str, now: float | None = None) -> bool:
+        """Drops the reservation without charging; False if it was already settled/released."""
+        ...
+
+    async def hit(self, team: str, key: str, window_s: float, now: float | None = None) -> int:
+        """Records one event for ``key``; returns the events in the last ``window_s`` seconds, this one included."""
+        ...
+
+    async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
+        """Every counter the team used in the last 35 days, in its current window."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+# ---- shared arithmetic of both stores (integers only; not part of the public surface) ----
+
+
+def check_team(team: str) -> None:
+    # The team becomes the Redis Cluster hash tag: braces would end or split it.
+    if not team or "{" in team or "}" in team:
+        raise ValueError(f"invalid team name for the state store: {team!r}")
+
+
+def to_us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def to_stored(unit: Unit, amount: float) -> int:
+    if not (amount >= 0 and math.isfinite(amount)):
+        raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
+    return round(amount * unit.scale)
+
+
+def from_stored(unit: Unit, value: float) -> float:
+    return value / unit.scale if unit.scale != 1 else float(value)
+
+
+def emission_us(limit: Limit) -> float:
+    """Microseconds one stored unit occupies in a rate bucket."""
+    return limit.window.period_s * 1_000_000 / to_stored(limit.unit, limit.limit)
+
+
+def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
+    """Stored amounts per counter, in first-seen order (two charges on one counter add up)."""
+    merged: dict[str, tuple[Limit, int]] = {}
+    for charge in charges:
+        amount = to_stored(charge.limit.unit, charge.amount)
+        known = merged.get(charge.limit.counter_id)
+        merged[charge.limit.counter_id] = (known[0], known[1] + amount) if known else (charge.limit, amount)
+    return list(merged.values())
+
+
+def actual_by_counter(actual: Iterable[Charge] | Mapping[Limit, float]) -> dict[str, tuple[Limit, int]]:
+    charges = [Charge(limit, amount) for limit, amount in actual.items()] if isinstance(actual, Mapping) else actual
+    return {limit.counter_id: (limit, amount) for limit, amount in merge_charges(charges)}
+
+
+def window_state(limit: Limit, used: int, reserved: int, now: float) -> CounterState:
+    cap = to_stored(limit.unit, limit.limit)
+    unit = limit.unit
+    return CounterState(
+        limit,
+        from_stored(unit, used),
+        from_stored(unit, reserved),
+        from_stored(unit, max(0, cap - used - reserved)),
+        window_span(limit.window, now).resets_at,
+    )
+
+
+def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
+    held = max(0.0, tat_us - now_us) / emission_us(limit)
+    bucket = to_stored(limit.unit, limit.bucket)
+    return CounterState(
+        limit,
+        from_stored(limit.unit, held),
+        0.0,
+        from_stored(limit.unit, max(0, math.floor(bucket - held + 1e-9))),
+        max(tat_us, now_us) / 1_000_000,
+    )
+
+
+def retry_after(limit: Limit, amount: int, now: float, rate_wait_us: float) -> float | None:
+    if limit.window.is_rate:
+        return None if amount > to_stored(limit.unit, limit.bucket) else rate_wait_us / 1_000_000
+    resets_at = window_span(limit.window, now).resets_at
+    if resets_at is None or amount > to_stored(limit.unit, limit.limit):
+        return None
+    return resets_at - now

@@ -1,0 +1,29 @@
+-- Prelude of every script that reads a calendar counter (prepended when the scripts are loaded).
+-- A calendar counter is two keys: a hash (u = used, r = sum of held reservations, a:<id> = each
+-- reservation's amount) and a sorted set of reservation ids scored by expiry (µs). Expired
+-- reservations are freed lazily here, so a reservation lost with a crashed replica frees itself.
+local function purge(counter, holds, now)
+  local gone = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  for _, rid in ipairs(gone) do
+    local amount = redis.call('HGET', counter, 'a:' .. rid)
+    if amount then
+      redis.call('HDEL', counter, 'a:' .. rid)
+      redis.call('HINCRBY', counter, 'r', -tonumber(amount))
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+  end
+end
+
+-- Extends a key's TTL, never shortens it (PEXPIRE GT skips keys without a TTL, so compare by hand).
+local function extend(key, ttl_ms)
+  local current = redis.call('PTTL', key)
+  if current == -1 or current < ttl_ms then
+    redis.call('PEXPIRE', key, ttl_ms)
+  end
+end
+
+local function store_tat(key, tat, now)
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end

@@ -1,0 +1,289 @@
+"""The shared state store: Redis (or Redis Cluster), one Lua script per decision.
+
+Every key a request touches starts with ``<prefix>:{<team>}:`` so the team is the hash tag and a
+script's keys share one slot (Redis Cluster refuses cross-slot scripts). Each reserve is one
+round trip that checks and holds all of a request's counters; each settle or release is one round
+trip when the same instance made the reservation (it remembers what it holds), two otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from wardgate.state.protocol import (
+    GRACE_S,
+    INDEX_RETENTION_S,
+    Charge,
+    CounterState,
+    Limit,
+    ReserveResult,
+    StateUnavailable,
+    Unit,
+    actual_by_counter,
+    check_team,
+    emission_us,
+    merge_charges,
+    rate_state,
+    retry_after,
+    to_stored,
+    to_us,
+    window_state,
+)
+from wardgate.state.windows import Window, window_span
+
+__all__ = ["RedisStateStore"]
+
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,  # a replica during failover
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    OSError,
+    asyncio.TimeoutError,
+)
+_SEP = "\x1f"  # between fields of a stored entry; scopes are config names and ids, never control chars
+_SWEEP_EVERY_S = 60.0
+
+
+def _script(name: str) -> str:
+    folder = files("wardgate.state")
+    return folder.joinpath("purge.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    limit: Limit
+    label: str  # the calendar window the reservation was made in ("" for rate limits)
+    amount: int
+
+    def encode(self) -> str:
+        return _SEP.join((self.label, str(self.amount), _encode_caps(self.limit)))
+
+
+def _encode_caps(limit: Limit) -> str:
+    return _SEP.join((repr(limit.limit), "" if limit.burst is None else repr(limit.burst)))
+
+
+def _decode_limit(counter_id: str, cap: str, burst: str) -> Limit:
+    scope, window, unit = counter_id.rsplit(":", 2)
+    return Limit(scope, Window(window), Unit(unit), float(cap), float(burst) if burst else None)
+
+
+def _decode_entry(counter_id: str, value: str) -> _Entry:
+    label, amount, cap, burst = value.split(_SEP)
+    return _Entry(_decode_limit(counter_id, cap, burst), label, int(amount))
+
+
+class RedisStateStore:
+    """A `StateStore` shared by every process and replica that points at the same Redis."""
+
+    def __init__(self, client: Redis, *, prefix: str = "wg", owns_client: bool = False) -> None:
+        """Uses ``client`` (a ``redis.asyncio.Redis`` or ``RedisCluster``); ``close()`` closes it only if owned."""
+        self._redis = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+        # register_script: EVALSHA, falling back to loading the script when Redis does not know it.
+        self._reserve = client.register_script(_script("reserve"))
+        self._settle = client.register_script(_script("settle"))
+        self._hit = client.register_script(_script("hit"))
+        self._read = client.register_script(_script("read"))
+        self._held: dict[tuple[str, str], tuple[tuple[_Entry, ...], float]] = {}
+        self._next_sweep = 0.0
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "wg", connect_timeout_s: float = 0.5, socket_timeout_s: float = 1.0
+    ) -> RedisStateStore:
+        # No retries: a retried reserve whose first attempt ran would be refused as a duplicate, and
+        # the gateway, not this layer, decides how to serve while Redis is away.
+        client = Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=socket_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        return cls(client, prefix=prefix, owns_client=True)
+
+    async def reserve(
+        self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
+    ) -> ReserveResult:
+        check_team(team)
+        if not ttl_s > 0:
+            raise ValueError("ttl_s must be > 0")
+        now = time.time() if now is None else now
+        now_us = to_us(now)
+        merged = merge_charges(charges)
+        keys = [self._key(team, f"r:{reservation_id}"), self._key(team, "idx")]
+        args: list[Any] = [
+            now_us,
+            to_us(now + ttl_s),
+            reservation_id,
+            math.ceil((ttl_s + GRACE_S) * 1000),
+            to_us(now - INDEX_RETENTION_S),
+            math.ceil(INDEX_RETENTION_S * 1000),
+            len(merged),
+        ]
+        entries = []
+        for limit, amount in merged:
+            member = _SEP.join((limit.counter_id, _encode_caps(limit)))
+            if limit.window.is_rate:
+                entry = _Entry(limit, "", amount)
+                keys.append(self._key(team, f"g:{limit.counter_id}"))
+                cap, ttl_ms, step = to_stored(limit.unit, limit.bucket), 0, repr(emission_us(limit))
+            else:
+                span = window_span(limit.window, now)
+                entry = _Entry(limit, span.label, amount)
+                keys += self._calendar_keys(team, limit.counter_id, span.label)
+                cap, step = to_stored(limit.unit, limit.limit), "0"
+                ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + ttl_s + GRACE_S) * 1000)
+            args += ["g" if limit.window.is_rate else "w", amount, cap, ttl_ms, step, limit.counter_id, entry.encode(), member]
+            entries.append(entry)
+        reply = [int(v) for v in await self._run(self._reserve, keys, args)]
+        if reply[0] == -1:
+            raise ValueError(f"reservation {reservation_id!r} already exists")
+        states = tuple(
+            rate_state(limit, reply[2 + 2 * i], now_us)
+            if limit.window.is_rate
+            else window_state(limit, reply[2 + 2 * i], reply[3 + 2 * i], now)
+            for i, (limit, _) in enumerate(merged)
+        )
+        if reply[0]:
+            limit, amount = merged[reply[0] - 1]
+            return ReserveResult(False, states[reply[0] - 1], states, retry_after(limit, amount, now, reply[1]))
+        self._remember(team, reservation_id, tuple(entries), now + ttl_s + GRACE_S, now)
+        return ReserveResult(True, None, states)
+
+    async def settle(
+        self,
+        team: str,
+        reservation_id: str,
+        actual: Iterable[Charge] | Mapping[Limit, float],
+        now: float | None = None,
+    ) -> bool:
+        return await self._finish(team, reservation_id, actual_by_counter(actual), now, charge=True)
+
+    async def release(self, team: str, reservation_id: str, now: float | None = None) -> bool:
+        return await self._finish(team, reservation_id, {}, now, charge=False)
+
+    async def hit(self, team: str, key: str, window_s: float, now: float | None = None) -> int:
+        check_team(team)
+        now_us = to_us(time.time() if now is None else now)
+        window_us = to_us(window_s)
+        args = [now_us, now_us - window_us, f"{now_us}:{uuid.uuid4().hex}", math.ceil(window_s * 1000) + 1000]
+        return int(await self._run(self._hit, [self._key(team, f"e:{key}")], args))
+
+    async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
+        check_team(team)
+        now = time.time() if now is None else now
+        try:
+            members = await self._redis.zrangebyscore(self._key(team, "idx"), to_us(now - INDEX_RETENTION_S), "+inf")
+        except _UNAVAILABLE as exc:
+            raise StateUnavailable(f"redis unreachable: {exc}") from exc
+        latest: dict[str, Limit] = {}
+        for member in members:  # ascending by last use: a later cap for the same counter wins
+            counter_id, cap, burst = _text(member).split(_SEP)
+            latest[counter_id] = _decode_limit(counter_id, cap, burst)
+        limits = [latest[cid] for cid in sorted(latest)]
+        keys: list[str] = []
+        for limit in limits:
+            if limit.window.is_rate:
+                keys.append(self._key(team, f"g:{limit.counter_id}"))
+            else:
+                keys += self._calendar_keys(team, limit.counter_id, window_span(limit.window, now).label)
+        kinds = ["g" if limit.window.is_rate else "w" for limit in limits]
+        reply = [int(v) for v in await self._run(self._read, keys, [to_us(now), len(limits), *kinds])] if limits else []
+        return [
+            rate_state(limit, reply[2 * i], to_us(now))
+            if limit.window.is_rate
+            else window_state(limit, reply[2 * i], reply[2 * i + 1], now)
+            for i, limit in enumerate(limits)
+        ]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (*_UNAVAILABLE, redis_errors.RedisError):
+            return False
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+    async def _finish(
+        self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool
+    ) -> bool:
+        check_team(team)
+        now = time.time() if now is None else now
+        record_key = self._key(team, f"r:{rid}")
+        held = self._held.pop((team, rid), None)
+        if held is not None:
+            entries = held[0]
+        else:  # reserved by another replica (or this one forgot): the record says what it holds
+            try:
+                record = {_text(k): _text(v) for k, v in (await self._redis.hgetall(record_key)).items()}
+            except _UNAVAILABLE as exc:
+                raise StateUnavailable(f"redis unreachable: {exc}") from exc
+            if record.get("_") == "done":
+                return False
+            entries = tuple(_decode_entry(cid, value) for cid, value in record.items() if cid != "_")
+        keys: list[str] = [record_key]
+        counters: list[Any] = []
+        for entry in entries:
+            found = actual.pop(entry.limit.counter_id, None)
+            spent = (found[1] if found else entry.amount) if charge else 0
+            if entry.limit.window.is_rate:
+                # Admission took the estimate from the bucket: settle corrects it to the actual use;
+                # release keeps it (a failed upstream call still counted against the rate).
+                keys.append(self._key(team, f"g:{entry.limit.counter_id}"))
+                counters += ["g", 0, spent - entry.amount if charge else 0, 0, repr(emission_us(entry.limit))]
+            else:
+                keys += self._calendar_keys(team, entry.limit.counter_id, entry.label)
+                ttl_ms = 0 if entry.limit.window is Window.TOTAL else math.ceil(GRACE_S * 1000)
+                counters += ["w", spent, 0, ttl_ms, "0"]
+        for limit, amount in actual.values():
+            # Not in the reservation (or its record is gone): count it in the current window. Rate
+            # buckets are left alone: without the reservation we cannot know what admission took.
+            if limit.window.is_rate or not amount:
+                continue
+            span = window_span(limit.window, now)
+            keys += self._calendar_keys(team, limit.counter_id, span.label)
+            ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + GRACE_S) * 1000)
+            counters += ["w", amount, 0, ttl_ms, "0"]
+        args = [to_us(now), rid, math.ceil(GRACE_S * 1000), len(counters) // 5, *counters]
+        return bool(int(await self._run(self._settle, keys, args)))
+
+    def _key(self, team: str, rest: str) -> str:
+        return f"{self._prefix}:{{{team}}}:{rest}"
+
+    def _calendar_keys(self, team: str, counter_id: str, label: str) -> list[str]:
+        return [self._key(team, f"c:{counter_id}:{label}"), self._key(team, f"h:{counter_id}:{label}")]
+
+    def _remember(self, team: str, rid: str, entries: tuple[_Entry, ...], forget_at: float, now: float) -> None:
+        self._held[(team, rid)] = (entries, forget_at)
+        if now >= self._next_sweep:  # reservations never settled here (another replica did) go too
+            self._next_sweep = now + _SWEEP_EVERY_S
+            self._held = {k: v for k, v in self._held.items() if v[1] > now}
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except _UNAVAILABLE as exc:
+            raise StateUnavailable(f"redis unreachable: {exc}") from exc

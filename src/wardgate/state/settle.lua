@@ -1,0 +1,51 @@
+-- Finishes a reservation once: frees what it holds, charges what was spent, and leaves a "done"
+-- marker so a second settle or release (a retry, a late duplicate) changes nothing.
+--
+-- KEYS[1] reservation record, then per counter: calendar -> hash, holds; rate -> arrival time.
+-- ARGV[1] now µs, [2] reservation id, [3] done-marker TTL ms, [4] counter count, then 5 per
+-- counter: kind (w|g), amount spent (calendar), correction (rate: spent minus reserved), TTL ms
+-- for a counter this creates (0: never expires), emission µs per unit (rate).
+-- Returns 1 if this call finished the reservation, 0 if it was already finished.
+if redis.call('HGET', KEYS[1], '_') == 'done' then
+  return 0
+end
+local now = tonumber(ARGV[1])
+local rid = ARGV[2]
+local k, a = 2, 5
+for i = 1, tonumber(ARGV[4]) do
+  if ARGV[a] == 'w' then
+    purge(KEYS[k], KEYS[k + 1], ARGV[1])
+    local held = redis.call('HGET', KEYS[k], 'a:' .. rid)
+    if held then
+      redis.call('HDEL', KEYS[k], 'a:' .. rid)
+      redis.call('HINCRBY', KEYS[k], 'r', -tonumber(held))
+      redis.call('ZREM', KEYS[k + 1], rid)
+    end
+    local spent = tonumber(ARGV[a + 1])
+    if spent > 0 then
+      redis.call('HINCRBY', KEYS[k], 'u', spent)
+      local ttl = tonumber(ARGV[a + 3])
+      if ttl > 0 and redis.call('PTTL', KEYS[k]) == -1 then
+        redis.call('PEXPIRE', KEYS[k], ttl)
+      end
+    end
+    k = k + 2
+  else
+    local correction = tonumber(ARGV[a + 2])
+    if correction ~= 0 then
+      local tat = math.max(tonumber(redis.call('GET', KEYS[k]) or '0'), now)
+        + correction * tonumber(ARGV[a + 4])
+      if tat <= now then
+        redis.call('DEL', KEYS[k])
+      else
+        store_tat(KEYS[k], tat, now)
+      end
+    end
+    k = k + 1
+  end
+  a = a + 5
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '_', 'done')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1

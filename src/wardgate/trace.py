@@ -1,0 +1,105 @@
+"""The trace record (SPEC §4): one per /v1 request, built from the finished Exchange."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from wardgate.exchange import Exchange
+
+__all__ = ["SCHEMA", "build_record", "iso_time"]
+
+SCHEMA = "wardgate.trace/1"
+_CONTENT_FIELDS = ("messages", "prompt", "input", "instructions", "tools")
+_PARAM_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "tool_choice", "n", "seed")
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sha(value: Any) -> str:
+    raw = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _request_content(ex: Exchange, mode: str) -> dict[str, Any] | None:
+    body = ex.body
+    if mode == "none" or not isinstance(body, dict):
+        return None
+    out: dict[str, Any] = {}
+    for name in _CONTENT_FIELDS:
+        if name not in body:
+            continue
+        value = body[name]
+        if mode == "hashes":
+            out[name] = [_sha(v) for v in value] if isinstance(value, list) else _sha(value)
+        else:
+            out[name] = value
+    out.update({k: body[k] for k in _PARAM_FIELDS if k in body})
+    return out
+
+
+def _response_content(ex: Exchange, mode: str) -> dict[str, Any] | None:
+    resp = ex.response
+    if mode == "none" or resp.status is None:
+        return None
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in resp.tool_calls]
+    if mode == "hashes":
+        return {"content": _sha(resp.text) if resp.text else None,
+                "tool_calls": [{"id": c["id"], "name": c["name"], "arguments": _sha(c["arguments"])} for c in calls],
+                "finish_reason": resp.finish_reason}
+    return {"content": resp.text or None, "tool_calls": calls, "finish_reason": resp.finish_reason}
+
+
+def _stage_timings(ex: Exchange) -> dict[str, float]:
+    stages: dict[str, float] = {}
+    for span in ex.spans:
+        stages[span.stage] = round(stages.get(span.stage, 0.0) + span.duration_ms, 3)
+    return stages
+
+
+def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
+    """Every SPEC §4 field, ``None`` where unknown. Never a key, never a redacted value."""
+    mode = ex.policy.log.content if ex.policy is not None else "redacted"
+    usage = ex.response.usage
+    return {
+        "schema": SCHEMA,
+        "request_id": ex.request_id,
+        "trace_id": ex.trace_id,
+        "session_id": ex.session_id,
+        "time": iso_time(ex.received),
+        "team": ex.team_name,
+        "key_id": ex.key.id if ex.key else None,
+        "user": ex.user,
+        "route": ex.route,
+        "model": ex.model_alias,
+        "upstream": ex.upstream_name,
+        "upstream_model": ex.upstream_model,
+        "stream": ex.stream,
+        "status": ex.status,
+        "outcome": ex.outcome.value if ex.outcome else None,
+        "verdicts": [v.to_record() for v in ex.verdicts],
+        "redactions": [{"entity": r.entity, "count": r.count, "where": r.where} for r in ex.redactions],
+        "usage": dict(usage) if usage else None,
+        "cost_usd": ex.cost_usd,
+        "timings_ms": {
+            "total": round(total_ms, 3),
+            "overhead": round(max(0.0, total_ms - ex.upstream_ms), 3),
+            "upstream": round(ex.upstream_ms, 3) if ex.attempts else None,
+            "ttft": round(ex.ttft_ms, 3) if ex.ttft_ms is not None else None,
+            "stages": _stage_timings(ex),
+        },
+        "tags": ex.tags,
+        "prompt": ex.prompt_ref,
+        "request": _request_content(ex, mode),
+        "response": _response_content(ex, mode),
+        "error": ex.error,
+        "attempts": ex.attempts,
+        "spans": [{"stage": s.stage, "phase": s.phase, "ms": round(s.duration_ms, 4), "action": s.action.value}
+                  for s in ex.spans],
+        "extra": ex.extra_record(),
+    }
