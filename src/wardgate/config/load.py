@@ -52,6 +52,7 @@ class _Positions:
 
     def __init__(self) -> None:
         self.at: dict[Path_, tuple[str, int]] = {}
+        self.by_file: dict[tuple[str, Path_], int] = {}
 
     def find(self, path: Path_) -> tuple[str, int]:
         for cut in range(len(path), -1, -1):
@@ -143,6 +144,7 @@ def _parse_text(text: str, name: str, env: Mapping[str, str], pos: _Positions,
     for path, where in local.at.items():
         if path:  # the root of each file is not a shared position
             pos.at.setdefault(path, where)
+            pos.by_file[(name, path)] = where[1]
     return data
 
 
@@ -179,16 +181,15 @@ def _merge(parts: list[tuple[str, dict[str, Any]]], pos: _Positions, problems: l
 
 
 def _line_in(pos: _Positions, file: str, path: Path_) -> int:
-    hit = pos.at.get(path)
-    return hit[1] if hit and hit[0] == file else 1
+    return pos.by_file.get((file, path), 1)
 
 
 def _shift_positions(pos: _Positions, file: str, old: Path_, new: Path_) -> None:
     if old == new:
         return
-    for path, where in list(pos.at.items()):
-        if path[: len(old)] == old and where[0] == file:
-            pos.at[new + path[len(old):]] = where
+    for (name, path), line in list(pos.by_file.items()):
+        if name == file and path[: len(old)] == old:
+            pos.at[new + path[len(old):]] = (file, line)
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

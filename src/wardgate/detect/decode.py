@@ -244,7 +244,7 @@ def _uuencode(blob: str) -> str | None:
             continue
         try:
             parts.append(binascii.a2b_uu(line))
-        except binascii.Error:
+        except (binascii.Error, ValueError):
             return None
     return _bytes_to_text(b"".join(parts))
 

@@ -7,6 +7,7 @@ no other request can interleave between the check and the charge.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping, Sequence
@@ -104,7 +105,7 @@ class MemoryStateStore:
                 allow_at = self._tat(team, limit, now_us) + amount * step - to_stored(limit.unit, limit.bucket) * step
                 fits = allow_at <= now_us
                 if not fits and denied < 0:
-                    wait_us = allow_at - now_us
+                    wait_us = math.floor(allow_at - now_us)
             else:
                 counter = self._counter(team, limit, now, ttl_s)
                 counter.purge(now_us)
@@ -196,6 +197,7 @@ class MemoryStateStore:
             # left alone: without the reservation we cannot know what admission already took.
             if not limit.window.is_rate and amount:
                 self._counter(team, limit, now, 0.0).used += amount
+                self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
         self._records[(team, rid)] = _Record((), False, now + GRACE_S)
         return True
 

@@ -24,6 +24,9 @@ local function extend(key, ttl_ms)
   end
 end
 
+-- Stores a bucket's theoretical arrival time in whole µs; returns the value stored.
 local function store_tat(key, tat, now)
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  local whole = string.format('%.0f', tat)
+  redis.call('SET', key, whole, 'PX', math.ceil((tat - now) / 1000) + 1000)
+  return tonumber(whole)
 end

@@ -18,7 +18,7 @@ from importlib.resources import files
 from typing import Any
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -109,18 +109,30 @@ class RedisStateStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "wg", connect_timeout_s: float = 0.5, socket_timeout_s: float = 1.0
+        cls,
+        url: str,
+        *,
+        prefix: str = "wg",
+        connect_timeout_s: float = 0.5,
+        socket_timeout_s: float = 1.0,
+        max_connections: int = 64,
+        pool_timeout_s: float = 2.0,
     ) -> RedisStateStore:
+        """A store with its own client; ``close()`` closes it."""
+        # A blocking pool: past max_connections a call waits for a free connection (the default pool
+        # raises "Too many connections" at 100 concurrent calls) and fails after pool_timeout_s.
         # No retries: a retried reserve whose first attempt ran would be refused as a duplicate, and
         # the gateway, not this layer, decides how to serve while Redis is away.
-        client = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=pool_timeout_s,
             socket_connect_timeout=connect_timeout_s,
             socket_timeout=socket_timeout_s,
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
-        return cls(client, prefix=prefix, owns_client=True)
+        return cls(Redis(connection_pool=pool), prefix=prefix, owns_client=True)
 
     async def reserve(
         self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
@@ -244,7 +256,7 @@ class RedisStateStore:
             if record.get("_") == "done":
                 return False
             entries = tuple(_decode_entry(cid, value) for cid, value in record.items() if cid != "_")
-        keys: list[str] = [record_key]
+        keys: list[str] = [record_key, self._key(team, "idx")]
         counters: list[Any] = []
         for entry in entries:
             found = actual.pop(entry.limit.counter_id, None)
@@ -253,11 +265,11 @@ class RedisStateStore:
                 # Admission took the estimate from the bucket: settle corrects it to the actual use;
                 # release keeps it (a failed upstream call still counted against the rate).
                 keys.append(self._key(team, f"g:{entry.limit.counter_id}"))
-                counters += ["g", 0, spent - entry.amount if charge else 0, 0, repr(emission_us(entry.limit))]
+                counters += ["g", 0, spent - entry.amount if charge else 0, 0, repr(emission_us(entry.limit)), ""]
             else:
                 keys += self._calendar_keys(team, entry.limit.counter_id, entry.label)
                 ttl_ms = 0 if entry.limit.window is Window.TOTAL else math.ceil(GRACE_S * 1000)
-                counters += ["w", spent, 0, ttl_ms, "0"]
+                counters += ["w", spent, 0, ttl_ms, "0", ""]
         for limit, amount in actual.values():
             # Not in the reservation (or its record is gone): count it in the current window. Rate
             # buckets are left alone: without the reservation we cannot know what admission took.
@@ -266,8 +278,8 @@ class RedisStateStore:
             span = window_span(limit.window, now)
             keys += self._calendar_keys(team, limit.counter_id, span.label)
             ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + GRACE_S) * 1000)
-            counters += ["w", amount, 0, ttl_ms, "0"]
-        args = [to_us(now), rid, math.ceil(GRACE_S * 1000), len(counters) // 5, *counters]
+            counters += ["w", amount, 0, ttl_ms, "0", _SEP.join((limit.counter_id, _encode_caps(limit)))]
+        args = [to_us(now), rid, math.ceil(GRACE_S * 1000), len(counters) // 6, *counters]
         return bool(int(await self._run(self._settle, keys, args)))
 
     def _key(self, team: str, rest: str) -> str:

@@ -65,9 +65,7 @@ if refused == 0 then
       seen[i][2] = seen[i][2] + amount
       k = k + 2
     else
-      local tat = seen[i][1] + amount * tonumber(ARGV[a + 4])
-      store_tat(KEYS[k], tat, now)
-      seen[i][1] = tat
+      seen[i][1] = store_tat(KEYS[k], seen[i][1] + amount * tonumber(ARGV[a + 4]), now)
       k = k + 1
     end
     fields[#fields + 1] = ARGV[a + 5]

@@ -1,17 +1,19 @@
 -- Finishes a reservation once: frees what it holds, charges what was spent, and leaves a "done"
 -- marker so a second settle or release (a retry, a late duplicate) changes nothing.
 --
--- KEYS[1] reservation record, then per counter: calendar -> hash, holds; rate -> arrival time.
--- ARGV[1] now µs, [2] reservation id, [3] done-marker TTL ms, [4] counter count, then 5 per
+-- KEYS[1] reservation record, KEYS[2] the team's counter index, then per counter: calendar ->
+-- hash, holds; rate -> arrival time.
+-- ARGV[1] now µs, [2] reservation id, [3] done-marker TTL ms, [4] counter count, then 6 per
 -- counter: kind (w|g), amount spent (calendar), correction (rate: spent minus reserved), TTL ms
--- for a counter this creates (0: never expires), emission µs per unit (rate).
+-- for a counter this creates (0: never expires), emission µs per unit (rate), index member for a
+-- counter the reservation did not hold ('' otherwise).
 -- Returns 1 if this call finished the reservation, 0 if it was already finished.
 if redis.call('HGET', KEYS[1], '_') == 'done' then
   return 0
 end
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
-local k, a = 2, 5
+local k, a = 3, 5
 for i = 1, tonumber(ARGV[4]) do
   if ARGV[a] == 'w' then
     purge(KEYS[k], KEYS[k + 1], ARGV[1])
@@ -43,7 +45,10 @@ for i = 1, tonumber(ARGV[4]) do
     end
     k = k + 1
   end
-  a = a + 5
+  if ARGV[a + 5] ~= '' then
+    redis.call('ZADD', KEYS[2], now, ARGV[a + 5])
+  end
+  a = a + 6
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '_', 'done')

@@ -1,0 +1,171 @@
+"""Prompt-injection scoring: normalize, decode embedded blobs, run weighted rule families.
+
+The score is a noisy-OR: each family's score is 1 - prod(1 - w) over its rules that fired, the
+text's score is 1 - prod(1 - family score) times the same over obfuscation signals. One strong
+rule ("ignore all previous instructions") is enough on its own; weak cues (a markdown image, "in
+your response", "for testing purposes") only add up to a block when several co-occur.
+
+:class:`InjectionScorer` is the seam for other scorers (a classifier model, a remote service).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from wardgate.detect.decode import DecodedBlob, decode_blobs, decode_payload, has_opaque_blob
+from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
+from wardgate.detect.normalize import fold_case, fold_leetspeak, normalize
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "HeuristicScorer",
+    "InjectionResult",
+    "InjectionScorer",
+    "score_injection",
+]
+
+DEFAULT_THRESHOLD: float = 0.5
+"""Score at or above which a text counts as an injection (the policy's ``injection.threshold`` default).
+
+At 0.5 one strong rule, or two moderate cues together, are needed; see ``bench/detect_injection.py``
+for recall and false-positive rate on the development corpus at this and other thresholds.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionResult:
+    """The verdict of a scorer on one text.
+
+    ``score`` is in [0, 1]; ``families`` are the rule families that fired, strongest first
+    (``"override"``, ``"exfiltration"`` ...); ``signals`` are obfuscation evidence
+    (``"zero_width"``, ``"unicode_tags"``, ``"base64_decoded"``, ``"leetspeak"`` ...).
+    """
+
+    score: float
+    families: tuple[str, ...]
+    signals: tuple[str, ...]
+
+
+class InjectionScorer(Protocol):
+    """Anything that scores a text for prompt injection; ``role`` is ``"user"`` or ``"tool"``."""
+
+    def score(self, text: str, role: str) -> InjectionResult: ...
+
+
+# Hidden carriers are themselves the attack (ASCII smuggling): enough to cross the threshold alone.
+_SIGNAL_WEIGHTS = {
+    "unicode_tags": 0.6,
+    "variant_selectors": 0.6,
+    "invisible_binary": 0.6,
+    "homoglyphs": 0.55,
+    "zalgo": 0.35,
+    "zero_width": 0.15,
+    "leetspeak": 0.1,
+}
+_DECODED_SIGNAL_WEIGHT = 0.1
+
+# A request to decode something, and where the payload starts (garak's encoding probes and the
+# general "decode this and do what it says" technique).
+_DECODE_REQUEST = re.compile(
+    r"\b(?:decode|decipher|decrypt|deobfuscate|unscramble|translate|convert|interpret)\w*\s+(?:\w+\W+){0,4}?"
+    r"(?:base\s*-?\s*(?:64|32|16|85|2048)|hex\w*|rot\s*-?\s*13|caesar|atbash|morse|braille|nato|ascii\s*-?\s*85|uu\s*encod\w*|"
+    r"quoted[- ]printable|mime|binary|zalgo|leet\w*|ecoji|encod\w+|cipher\w*|unicode)\w*[^\n]*\n?"
+    r"|\bencoded(?:\s+string|\s+text|\s+message)?\s*:"
+)
+_ASK_MEANING = re.compile(r"\bwhat\s+does\s+this\s+(?:mean|say)\s*\??")
+_DECODED_MARKER = re.compile(r"\n[^\n]*decoded[^\n]*:?\s*$|\n\s*\$\s*$")
+_NAMED_CIPHER = re.compile(r"\b(?:rot\s*-?\s*13|caesar|atbash)\b")
+_CIPHER_DECODINGS = frozenset({"rot13", "atbash"})
+_MAX_PAYLOAD = 2000
+
+
+class HeuristicScorer:
+    """The built-in scorer: pure, no model, no I/O; safe to share between requests."""
+
+    def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
+        self._rules = rules
+
+    def score(self, text: str, role: str = "user") -> InjectionResult:
+        tool = role == "tool"
+        norm = normalize(text)
+        signals = list(norm.signals)
+        fired: dict[Rule, None] = {}  # insertion-ordered set
+
+        self._scan(norm.text, fired)
+        if norm.hidden:
+            self._scan(norm.hidden, fired)
+        leet = fold_leetspeak(norm.text)
+        if leet is not None and leet != norm.text and self._scan(leet, fired):
+            signals.append("leetspeak")
+
+        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals)
+        for blob in decoded:
+            if self._scan(fold_case(blob.text), fired):
+                signals.append(f"{blob.encoding}_decoded")
+
+        families: dict[str, float] = {}
+        for rule in fired:
+            weight = rule.tool if tool else rule.user
+            families[rule.family] = 1.0 - (1.0 - families.get(rule.family, 0.0)) * (1.0 - weight)
+        if encoded_weight:
+            families["encoded"] = 1.0 - (1.0 - families.get("encoded", 0.0)) * (1.0 - encoded_weight)
+
+        keep = 1.0
+        for weight in families.values():
+            keep *= 1.0 - weight
+        signals = list(dict.fromkeys(signals))
+        for signal in signals:
+            keep *= 1.0 - _SIGNAL_WEIGHTS.get(signal, _DECODED_SIGNAL_WEIGHT)
+        ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
+        return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
+
+    def _scan(self, view: str, fired: dict[Rule, None]) -> bool:
+        """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
+        new = False
+        for rule in self._rules:
+            if rule in fired or not any(needle in view for needle in rule.needles):
+                continue
+            if rule.pattern.search(view):
+                fired[rule] = None
+                new = True
+        return new
+
+    def _decode(self, folded: str, clean: str, hidden: str, signals: list[str]) -> tuple[float, list[DecodedBlob]]:
+        """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
+        decoded = list(decode_blobs(clean))
+        request = _DECODE_REQUEST.search(folded)
+        asks_meaning = _ASK_MEANING.search(folded) if request is None else None
+        trigger = request or asks_meaning
+        if trigger is None:
+            covered = sum(blob.length for blob in decoded)
+            # A message that is nothing but an encoded blob: a payload smuggled without context.
+            if decoded and covered >= 0.6 * len(clean.strip()):
+                return 0.55, decoded
+            return 0.0, decoded
+
+        # Offsets in the folded view match the clean one closely enough for ASCII payloads;
+        # fall back to the whole clean text when they do not line up.
+        payload = clean[trigger.end() : trigger.end() + _MAX_PAYLOAD] if len(clean) == len(folded) else clean
+        payload = _DECODED_MARKER.split(payload, maxsplit=1)[0]
+        from_payload = [
+            blob for blob in decode_payload(payload)
+            if blob.encoding not in _CIPHER_DECODINGS or _NAMED_CIPHER.search(folded)
+        ]
+        decoded.extend(from_payload)
+        evidence = bool(from_payload or hidden or has_opaque_blob(payload)
+                        or {"zalgo", "invisible_binary", "unicode_tags", "variant_selectors"} & set(signals))
+        if evidence:
+            return 0.6, decoded
+        if request is not None and payload.strip():
+            return 0.4, decoded
+        return 0.0, decoded
+
+
+_SHARED = HeuristicScorer()
+
+
+def score_injection(text: str, role: str = "user") -> InjectionResult:
+    """Score ``text`` with a shared :class:`HeuristicScorer`."""
+    return _SHARED.score(text, role)
