@@ -13,20 +13,31 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+import itertools
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import orjson
 
-__all__ = ["Load", "Result", "have_wrk", "run_aiohttp", "run_wrk"]
+__all__ = ["NONCE", "Load", "Result", "agent_conversation", "chat_1kb", "have_wrk", "prompt_mix", "run_aiohttp",
+           "run_wrk"]
+
+NONCE = "__NONCE__"
+_NONCE_BYTES = NONCE.encode()
 
 _MS = 1000.0
 
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """What to send: clients cycle through ``bodies`` (client i starts at body i)."""
+    """What to send: clients cycle through ``bodies`` (client i starts at body i).
+
+    Each ``NONCE`` in a body is replaced by a request counter, so no two requests are identical
+    (a gateway's loop guard rightly refuses the same request sent thousands of times).
+    """
 
     url: str
     bodies: Sequence[bytes]
@@ -63,14 +74,14 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 async def _client(session: aiohttp.ClientSession, load: Load, start: int, until: float, measure_from: float,
-                  totals: list[float], ttfbs: list[float], errors: list[int]) -> None:
+                  totals: list[float], ttfbs: list[float], errors: list[int], counter: Iterator[int]) -> None:
     headers = {"authorization": f"Bearer {load.api_key}", "content-type": "application/json"}
     i = start
     while True:
         began = time.perf_counter()
         if began >= until or (load.max_requests is not None and len(totals) + errors[0] >= load.max_requests):
             return
-        body = load.bodies[i % len(load.bodies)]
+        body = load.bodies[i % len(load.bodies)].replace(_NONCE_BYTES, str(next(counter)).encode(), 1)
         i += 1
         first = None
         try:
@@ -95,7 +106,7 @@ async def _client(session: aiohttp.ClientSession, load: Load, start: int, until:
             ttfbs.append((first - began) * _MS)
 
 
-async def run_aiohttp(load: Load) -> Result:
+async def run_aiohttp(load: Load, start_at: int = 0) -> Result:
     """The built-in closed-loop client; requests that end after the window are not counted."""
     connector = aiohttp.TCPConnector(limit=load.concurrency, limit_per_host=load.concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -106,7 +117,8 @@ async def run_aiohttp(load: Load) -> Result:
         now = time.perf_counter()
         measure_from = now + load.warmup_s
         until = measure_from + load.duration_s
-        await asyncio.gather(*(_client(session, load, n, until, measure_from, totals, ttfbs, errors)
+        counter = itertools.count(start_at)
+        await asyncio.gather(*(_client(session, load, n, until, measure_from, totals, ttfbs, errors, counter)
                                for n in range(load.concurrency)))
     elapsed = min(load.duration_s, time.perf_counter() - measure_from)
     totals.sort()
@@ -128,8 +140,14 @@ def _long_string(text: str) -> str:
     return f"[{eq}[{text}]{eq}]"
 
 
+def _lua_pair(body: bytes) -> str:
+    pre, found, post = body.decode("utf-8").partition(NONCE)
+    return "{" + _long_string(pre) + (", " + _long_string(post) if found else "") + "}"
+
+
 def _lua_script(load: Load, path: str) -> str:
-    bodies = ",\n".join(_long_string(b.decode("utf-8")) for b in load.bodies)
+    bodies = ",\n".join(_lua_pair(b) for b in load.bodies)
+    seed = int.from_bytes(os.urandom(3), "big") * 1000  # distinct nonces across wrk runs
     return f"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -138,9 +156,13 @@ local bodies = {{
 {bodies}
 }}
 local i = 0
+local n = {seed}
 request = function()
   i = i % #bodies + 1
-  return wrk.format(nil, "{path}", nil, bodies[i])
+  n = n + 1
+  local b = bodies[i]
+  if b[2] == nil then return wrk.format(nil, "{path}", nil, b[1]) end
+  return wrk.format(nil, "{path}", nil, b[1] .. n .. b[2])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -177,3 +199,74 @@ def run_wrk(load: Load, affinity: str | None = None) -> Result:
         data = _wrk_once(load, script, max(1, round(load.duration_s)), affinity)
     return Result("wrk", data["requests"], data["errors"], data["duration_us"] / 1e6,
                   data["p50_us"] / _MS, data["p99_us"] / _MS)
+
+
+# What the scenarios send. Bodies are orjson-encoded ("model" first, no spaces): that is what
+# bench/fake_upstream.py's byte searches expect, and what the OpenAI SDKs send in substance.
+
+_PROSE = ("I am planning a two-week trip through the north of the country in early autumn and would like help "
+          "putting together an itinerary. We will arrive by train, prefer small towns to big cities, and want "
+          "two or three longer walks of four to six hours. Please suggest where to stay each night, how to get "
+          "between places without a car, which days to keep free in case the weather turns, and what we should "
+          "book in advance. We are two adults, one of whom does not eat meat, and our budget is moderate. ")
+
+
+def _sharegpt_texts(corpus: Path) -> list[str]:
+    """Real chat prompts: the benign ShareGPT rows of the injection corpus, when it is there."""
+    if not corpus.is_file():
+        return []
+    texts = []
+    with corpus.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("label") == "benign" and row.get("source") == "sharegpt" and row.get("text"):
+                texts.append(row["text"])
+    return texts
+
+
+def chat_1kb(model: str, stream: bool = False) -> bytes:
+    """A ~1 KB chat request: a system prompt and one user turn."""
+    body = {"model": model, "messages": [
+        {"role": "system", "content": "You are a helpful travel assistant. Answer briefly and concretely."},
+        {"role": "user", "content": _PROSE + _PROSE[:335] + f"(ticket {NONCE})"}], "max_tokens": 64}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def prompt_mix(model: str, corpus: Path) -> list[bytes]:
+    """One request per real chat prompt (median ~150 characters, p99 ~5 KB)."""
+    texts = _sharegpt_texts(corpus) or [_PROSE[: n * 40] for n in range(1, 13)]
+    return [orjson.dumps({"model": model, "messages": [{"role": "user", "content": f"{t}\n\n(ticket {NONCE})"}],
+                          "max_tokens": 64}) for t in texts]
+
+
+_TOOLS = [{"type": "function", "function": {
+    "name": name, "description": desc,
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+    for name, desc in (("search_docs", "Search the team's documents"), ("read_page", "Read one page by title"))]
+
+
+def agent_conversation(model: str, corpus: Path, max_bytes: int = 100 * 1024, step_bytes: int = 2048) -> list[bytes]:
+    """An agent loop's requests as it grows: each adds a tool call and a ~2 KB tool result, up to max_bytes."""
+    texts = _sharegpt_texts(corpus) or [_PROSE]
+    messages: list[dict] = [
+        {"role": "system", "content": "You are a research agent. Use the tools, then answer with sources."},
+        {"role": "user", "content": f"Task {NONCE}: summarize what our documents say about trip planning."}]
+    bodies: list[bytes] = []
+    cursor = 0
+    for step in range(10_000):
+        body = orjson.dumps({"model": model, "messages": messages, "tools": _TOOLS, "max_tokens": 256})
+        if len(body) > max_bytes:
+            break
+        bodies.append(body)
+        result = ""
+        while len(result) < step_bytes:
+            result += texts[cursor % len(texts)] + "\n"
+            cursor += 1
+        name = _TOOLS[step % 2]["function"]["name"]
+        messages.append({"role": "assistant", "content": None, "tool_calls": [{
+            "id": f"call_{step}", "type": "function",
+            "function": {"name": name, "arguments": orjson.dumps({"query": f"trip planning, part {step}"}).decode()}}]})
+        messages.append({"role": "tool", "tool_call_id": f"call_{step}", "content": result[:step_bytes]})
+    return bodies

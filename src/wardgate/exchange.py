@@ -103,11 +103,14 @@ class ToolCall:
 
 
 class DeltaFilter(Protocol):
-    """Rewrites streamed answer text (e.g. PII restore); may hold back a partial tail."""
+    """Rewrites streamed answer text (e.g. PII restore); may hold back a partial tail.
 
-    def feed(self, text: str) -> str: ...
+    ``channel`` is ``"content"`` or ``"tool:N"`` (the arguments of tool call N): each has its own tail.
+    """
 
-    def flush(self) -> str: ...
+    def feed(self, channel: str, text: str) -> str: ...
+
+    def flush(self, channel: str) -> str: ...
 
 
 @dataclass(slots=True)
@@ -173,6 +176,10 @@ class Exchange:
     verdicts: list[Verdict] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
     redactions: list[Redaction] = field(default_factory=list)
+    texts: list[Any] | None = None
+    """The request's inspectable texts (``textview.TextRef``), built once by the first stage that asks."""
+    redactor: Any = None
+    """The request's PII ``Redactor`` (placeholder -> original), alive for this request only."""
     delta_filters: list[DeltaFilter] = field(default_factory=list)
     """Rewriters of streamed answer text, installed by request stages (PII restore)."""
     status: int | None = None

@@ -42,24 +42,43 @@ async def _timed(ex: Exchange, chunks: AsyncIterator[bytes]) -> AsyncIterator[by
         yield chunk
 
 
-def _rewrite(chunk: dict[str, Any], text: str) -> bytes:
-    for choice in chunk.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            if isinstance(choice.get("delta"), dict):
-                choice["delta"]["content"] = text
-            elif "text" in choice:
-                choice["text"] = text
-    if chunk.get("type") == "response.output_text.delta":
-        chunk["delta"] = text
-    return format_data(orjson.dumps(chunk))
-
-
-def _filter(ex: Exchange, text: str, finishing: bool) -> str:
+def _run_filters(ex: Exchange, channel: str, text: str, finishing: bool) -> str:
     for f in ex.delta_filters:
-        text = f.feed(text)
+        text = f.feed(channel, text)
         if finishing:
-            text += f.flush()
+            text += f.flush(channel)
     return text
+
+
+def _filtered(ex: Exchange, chunk: dict[str, Any], finishing: bool) -> bytes:
+    """Re-encode a chunk whose text the delta filters rewrote (content and tool-call arguments)."""
+    if chunk.get("type") == "response.output_text.delta":
+        chunk["delta"] = _run_filters(ex, "content", chunk.get("delta") or "", finishing)
+        return format_data(orjson.dumps(chunk))
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            seen = set()
+            for call in delta.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    channel = f"tool:{call.get('index', 0)}"
+                    seen.add(call.get("index", 0))
+                    fn["arguments"] = _run_filters(ex, channel, fn["arguments"], finishing)
+            if isinstance(delta.get("content"), str) or finishing:
+                text = _run_filters(ex, "content", delta.get("content") or "", finishing)
+                if text or delta.get("content") is not None:
+                    delta["content"] = text
+            if finishing:
+                tails = [{"index": call.index, "function": {"arguments": tail}} for call in ex.response.tool_calls
+                         if call.index not in seen and (tail := _run_filters(ex, f"tool:{call.index}", "", True))]
+                if tails:
+                    delta.setdefault("tool_calls", []).extend(tails)
+        elif isinstance(choice.get("text"), str):
+            choice["text"] = _run_filters(ex, "content", choice["text"], finishing)
+    return format_data(orjson.dumps(chunk))
 
 
 async def _block(resp: web.StreamResponse, ex: Exchange, verdict: Verdict) -> None:
@@ -122,8 +141,8 @@ async def _pump(resp: web.StreamResponse, ex: Exchange, reply: Reply, pipeline: 
         if chunk.get("choices") == [] and chunk.get("usage") and not ex.client_wants_usage:
             continue  # the usage chunk the gateway asked for on the client's behalf
         finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
-        if ex.delta_filters and (new or finishing):
-            await resp.write(_rewrite(chunk, _filter(ex, new, finishing)))
+        if ex.delta_filters:
+            await resp.write(_filtered(ex, chunk, finishing))
         else:
             await resp.write(event + b"\n\n")
         since_check += len(new)

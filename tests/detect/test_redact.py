@@ -10,7 +10,10 @@ from wardgate.detect.findings import Finding
 from wardgate.detect.pii import find_pii
 from wardgate.detect.redact import Redactor, StreamRestorer
 
-_TEXT = "Mail bob@example.com or call +44 20 7946 0958; again bob@example.com, card 4111 1111 1111 1111."
+_TEXT = (
+    "Mail bob@example.com or call +44 20 7946 0958; again bob@example.com, "
+    "card 4111 1111 1111 1111."
+)
 
 
 def _redact(redactor: Redactor, text: str) -> str:

@@ -33,10 +33,10 @@ class DecodedBlob:
 
 
 _B64 = re.compile(r"(?<![\w+/=-])(?:[A-Za-z0-9+/_-]{16,}={0,2}|[A-Za-z0-9+/]{4,}={1,2})(?![\w+/=-])")
-_B32 = re.compile(r"(?<![\w=])(?:[A-Z2-7]{16,}={0,6}|[A-Z2-7]{8,}={1,6})(?![\w=])")
+_B32 = re.compile(r"(?<![\w=])(?:[A-Z2-7]{16,}={0,6}|[A-Z2-7]{2,}={1,6})(?![\w=])")
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){6,}(?![0-9A-Za-z])")
-_URL_ESCAPES = re.compile(r"\S*(?:%[0-9A-Fa-f]{2}\S{0,3}){3,}\S*")
-_QP = re.compile(r"[^\n]*(?:=[0-9A-F]{2}){2,}[^\n]*")
+_URL_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2}[^\s%]{0,3}){3,}")
+_QP = re.compile(r"(?:=[0-9A-F]{2}){2,}")
 _MIME_WORD = re.compile(r"=\?[\w-]+\?[bBqQ]\?[^?\s]+\?=")
 _MORSE = re.compile(r"(?<![\w.-])(?:[.\-]{1,7}(?:\s*/\s*|\s+)){3,}[.\-]{1,7}(?![\w.-])")
 _BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
@@ -46,6 +46,16 @@ _NATO_WORDS = (
 ).split()
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
+_TOKEN_CHARS = {
+    "base64": re.compile(r"[A-Za-z0-9+/_-]+={0,2}"),
+    "base32": re.compile(r"[A-Z2-7]+={0,6}"),
+    "hex": re.compile(r"(?:[0-9A-Fa-f]{2})+"),
+}
+# One cheap pass decides whether any decoder is worth running: most text has no blob at all.
+_BLOB_HINT = re.compile(
+    r"[A-Za-z0-9+/_-]{16,}|[A-Za-z0-9+/]{2,}={1,2}(?![\w=])|%[0-9A-Fa-f]{2}|=[0-9A-F]{2}=[0-9A-F]{2}|=\?[\w-]+\?"
+    "|[.-]{1,7} [.-]{1,7} [.-]{1,7}|[\u2800-\u28ff]{2}"
+)
 _EMOJI_RUN = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf]{8,}")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\s]{10,}")
 
@@ -70,14 +80,26 @@ _BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "
 def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text."""
     found: list[DecodedBlob] = []
+    hinted = _BLOB_HINT.search(text) is not None
+    lowered = text.lower()
+    nato = sum(1 for word in _NATO_WORDS if word in lowered) >= 3
+    if not hinted and not nato:
+        return ()
     for encoding, pattern, decoder in _SHAPED:
-        if encoding == "quoted_printable" and "=" not in text:
+        if not (nato if encoding == "nato" else hinted):
             continue
         for match in pattern.finditer(text):
-            decoded = decoder(match.group())
-            if decoded and _reads_as_text(decoded) and decoded != match.group():
-                found.append(DecodedBlob(encoding, decoded, len(match.group())))
+            blob = _line_of(text, match) if encoding == "quoted_printable" else match.group()
+            decoded = decoder(blob)
+            if decoded and _reads_as_text(decoded) and decoded != blob:
+                found.append(DecodedBlob(encoding, decoded, len(blob)))
     return tuple(found)
+
+
+def _line_of(text: str, match: re.Match[str]) -> str:
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    return text[start : end if end >= 0 else len(text)]
 
 
 def decode_payload(payload: str) -> tuple[DecodedBlob, ...]:
@@ -86,6 +108,14 @@ def decode_payload(payload: str) -> tuple[DecodedBlob, ...]:
     if not payload:
         return ()
     found = list(decode_blobs(payload))
+    seen = {blob.encoding for blob in found}
+    token = payload.split()[0] if len(payload.split()) == 1 else None
+    for encoding, _pattern, decoder in _SHAPED[:3]:
+        # Short single-token payloads fall under the shape minimums; the request vouches for them.
+        if token and encoding not in seen and _TOKEN_CHARS[encoding].fullmatch(token):
+            decoded = decoder(token)
+            if decoded and decoded != token and _reads_as_text(decoded):
+                found.append(DecodedBlob(encoding, decoded, len(token)))
     for encoding, decoder in _EXPLICIT_ONLY:
         decoded = decoder(payload)
         if decoded and decoded != payload and _reads_as_text(decoded):

@@ -85,7 +85,10 @@ class HeuristicScorer:
     """The built-in scorer: pure, no model, no I/O; safe to share between requests."""
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
-        self._rules = rules
+        self._rules = tuple((rule, frozenset(rule.needles)) for rule in rules)
+        # Each distinct needle is looked up once per view (a C substring search), then rules
+        # whose needles are all absent are skipped without running their regex.
+        self._needles = tuple(sorted({needle for rule in rules for needle in rule.needles}))
 
     def score(self, text: str, role: str = "user") -> InjectionResult:
         tool = role == "tool"
@@ -123,9 +126,12 @@ class HeuristicScorer:
 
     def _scan(self, view: str, fired: dict[Rule, None]) -> bool:
         """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
+        present = {needle for needle in self._needles if needle in view}
+        if not present:
+            return False
         new = False
-        for rule in self._rules:
-            if rule in fired or not any(needle in view for needle in rule.needles):
+        for rule, needles in self._rules:
+            if needles.isdisjoint(present) or rule in fired:
                 continue
             if rule.pattern.search(view):
                 fired[rule] = None
@@ -159,7 +165,7 @@ class HeuristicScorer:
         if evidence:
             return 0.6, decoded
         if request is not None and payload.strip():
-            return 0.4, decoded
+            return 0.5, decoded
         return 0.0, decoded
 
 

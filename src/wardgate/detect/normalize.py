@@ -62,7 +62,8 @@ _TURKISH = str.maketrans({"ı": "i"})
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l"})
 _LEET_TOKEN = re.compile(r"[a-z0-9@$!|]*[a-z][a-z0-9@$!|]*")
-_LEET_HINT = re.compile(r"[a-z][013457@$|][a-z]|(?<![\w.])[013457@$][a-z]{2}|[a-z]{2}[013457](?!\w)")
+# A leet character *inside* a word ("1gn0r3", "pr3v10us"); "mp3", "h264" or "$100" do not count.
+_LEET_INSIDE = re.compile(r"[a-z][013457$@|]+[a-z]")
 
 
 def fold_case(text: str) -> str:
@@ -125,7 +126,7 @@ def fold_leetspeak(text: str) -> str | None:
 
     Only tokens that mix letters with leet characters are rewritten, so numbers stay numbers.
     """
-    if not _LEET_HINT.search(text):
+    if len(_LEET_INSIDE.findall(text, 0, 20_000)) < 2:
         return None
     return _LEET_TOKEN.sub(_unleet_token, text)
 

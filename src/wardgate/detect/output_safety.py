@@ -115,8 +115,9 @@ _RULES: dict[str, dict[str, list[tuple[str, float]]]] = {
                             "precursors?", "powder", "charge", "spores", "toxin", "receiver", "jig",
                             "serial", "nails", "container", "agent", "beans", "culture", "jig",
                             "pocket", "trigger group"), 0.6),
-            (_words("how to", "to") + r"\W+" + _words("make", "build", "assemble", "manufacture",
-                                                     "synthesi[sz]e", "produce", "3d print"), 0.3),
+            (_words("make", "build", "assemble", "manufacture", "synthesi[sz]e", "produce", "3d print")
+             + _G4 + _words("bombs?", "explosives?", "device", "guns?", "firearms?", "weapons?",
+                            "agents?", "toxins?", "receivers?"), 0.5),
             (_words("to maximi[sz]e", "to increase") + _G2 + _words("casualties", "damage", "blast",
                                                                    "lethality", "yield", "spread"), 0.6),
             (_words("avoid", "evade") + _G2 + _words("detection", "being traced", "tracing"), 0.4),
@@ -222,23 +223,56 @@ class _Rule:
     pattern: re.Pattern[str]
 
 
-def _compile() -> tuple[list[_Rule], re.Pattern[str]]:
+# The pre-filter: a category is scored only if the answer holds one of its words. Every strong and
+# topic rule contains one of them, so the gate loses nothing; a set lookup per word keeps benign
+# text at tens of µs per KB where running every rule's alternation costs ~20x more.
+_TRIGGER_WORDS: dict[str, frozenset[str]] = {
+    "self_harm": frozenset(
+        "suicide suicidal yourself myself harm lethal fatal overdose starve purge purging painless "
+        "die dying dead miss life".split()
+    ),
+    "weapons": frozenset(
+        "bomb bombs explosive explosives detonator detonators blasting shrapnel tatp petn rdx "
+        "ammonium nitroglycerin thermite napalm molotov ied booster primary nerve sarin soman tabun "
+        "vx mustard phosgene ricin abrin botulinum anthrax weapon weapons weaponize weaponise "
+        "bioweapon bioweapons pathogen ghost untraceable lower sear unserialized serial serials "
+        "receiver printed auto oxidizer oxidiser fuel precursor toxin agent initiator".split()
+    ),
+    "malware": frozenset(
+        "ransomware keylogger logger keystroke stealer infostealer trojan botnet rootkit "
+        "cryptojacker malware payload shell ransom decryption steal steals stealing encrypt "
+        "encrypts encrypting".split()
+    ),
+    "hate": frozenset(
+        "jew jews jewish muslim muslims christian christians hindu hindus sikh sikhs black blacks "
+        "people white whites asian asians arab arabs latino latinos hispanic hispanics mexican "
+        "mexicans immigrant immigrants refugee refugees gay gays lesbian lesbians trans "
+        "transgender homosexual homosexuals women disabled african africans gypsies roma "
+        "indigenous native natives".split()
+    ),
+    "sexual_minors": frozenset(
+        "child children kid kids minor minors underage under preteen preteens pre teens girl boy "
+        "schoolgirl schoolboy year years old olds age aged only loli shota teen".split()
+    ),
+}
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def _compile() -> list[_Rule]:
     rules = [
         _Rule(cat, kind, weight, re.compile(pattern))
         for cat, kinds in _RULES.items()
         for kind, entries in kinds.items()
         for pattern, weight in entries
     ]
-    rules += [_Rule("*", "mitigation", -w, re.compile(p)) for p, w in _MITIGATIONS]
-    triggers = "|".join(
-        f"(?P<{cat}>" + "|".join(p for kind in ("strong", "topic") for p, _ in kinds[kind]) + ")"
-        for cat, kinds in _RULES.items()
-    )
-    return rules, re.compile(triggers)
+    return rules + [_Rule("*", "mitigation", -w, re.compile(p)) for p, w in _MITIGATIONS]
 
 
-_ALL_RULES, _TRIGGERS = _compile()
-_CONTENT_CATEGORIES = frozenset(_RULES)
+_RULES_BY_KIND: dict[tuple[str, str], list[tuple[int, _Rule]]] = {
+    (cat, kind): [] for cat in [*_RULES, "*"] for kind in ("strong", "topic", "how", "mitigation")
+}
+for _idx, _rule in enumerate(_compile()):
+    _RULES_BY_KIND[_rule.category, _rule.kind].append((_idx, _rule))
 
 
 def check_output(
@@ -255,7 +289,8 @@ def _scan(
     wanted = OUTPUT_CATEGORIES if categories is None else categories & OUTPUT_CATEGORIES
     low = _lower(window)
     findings: list[OutputFinding] = []
-    active = {m.lastgroup for m in _TRIGGERS.finditer(low)} & wanted
+    tokens = set(_TOKEN.findall(low))
+    active = {cat for cat, words in _TRIGGER_WORDS.items() if cat in wanted and not words.isdisjoint(tokens)}
     if active:
         findings += _score(low, active)
     if system_prompt and "system_prompt_leak" in wanted:
@@ -277,19 +312,43 @@ def _lower(text: str) -> str:
 
 
 def _score(low: str, active: set[str]) -> list[OutputFinding]:
-    hits: dict[str, list[tuple[int, int, int, _Rule]]] = {cat: [] for cat in active}
-    mitigations: list[tuple[int, int, _Rule]] = []
-    for idx, rule in enumerate(_ALL_RULES):
-        if rule.category == "*":
-            mitigations += [(m.start(), m.end(), rule) for m in rule.pattern.finditer(low)]
-        elif rule.category in active:
-            hits[rule.category] += [(m.start(), m.end(), idx, rule) for m in rule.pattern.finditer(low)]
     findings = []
-    for cat, cat_hits in hits.items():
-        found = _first_cluster(cat, sorted(cat_hits, key=lambda h: h[0]), mitigations)
+    for cat in sorted(active):
+        # topic and strong rules first: most texts that pass the word gate stop here
+        hits = _matches(low, _RULES_BY_KIND[cat, "strong"] + _RULES_BY_KIND[cat, "topic"], [(0, len(low))])
+        if not hits:
+            continue
+        # everything else only matters within reach of a topic hit
+        windows = _windows(hits, len(low))
+        hits = sorted(hits + _matches(low, _RULES_BY_KIND[cat, "how"], windows))
+        mitigations = [(s, e, r) for s, e, _, r in _matches(low, _RULES_BY_KIND["*", "mitigation"], windows)]
+        found = _first_cluster(cat, hits, mitigations)
         if found is not None:
             findings.append(found)
     return findings
+
+
+def _windows(hits: list[tuple[int, int, int, _Rule]], length: int) -> list[tuple[int, int]]:
+    reach = _PROXIMITY + _MAX_RULE_SPAN
+    merged: list[tuple[int, int]] = []
+    for start, end, _, _ in sorted(hits):
+        lo, hi = max(0, start - reach), min(length, end + reach)
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _matches(
+    low: str, rules: list[tuple[int, _Rule]], windows: list[tuple[int, int]]
+) -> list[tuple[int, int, int, _Rule]]:
+    return [
+        (m.start(), m.end(), idx, rule)
+        for idx, rule in rules
+        for lo, hi in windows
+        for m in rule.pattern.finditer(low, lo, hi)
+    ]
 
 
 def _first_cluster(cat: str, hits: list, mitigations: list) -> OutputFinding | None:
@@ -333,6 +392,8 @@ def _leak(low: str, system_prompt: str) -> OutputFinding | None:
         return None
     spans = [m.span() for m in _WORD.finditer(low)]
     words = [low[s:e] for s, e in spans]
+    if grams.isdisjoint(zip(*(words[k:] for k in range(n)))):  # the usual case, at C speed
+        return None
     run_start = -1
     for i in range(len(words) - n + 1):
         if tuple(words[i : i + n]) in grams:

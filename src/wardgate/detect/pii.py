@@ -100,8 +100,7 @@ def _ips(text: str) -> Iterator[_Span]:
             continue
         if _VERSION_BEFORE.search(text[max(0, m.start() - 24) : m.start()].lower()):
             continue
-        if (f := _scored(text, "IP_ADDRESS", m.start(), m.end(), 0.85)) is not None:
-            yield f
+        yield (0.85, m.start(), m.end(), "IP_ADDRESS")
     pos = 0
     while (hint := _IPV6_HINT.search(text, pos)) is not None:
         start = hint.start()
@@ -125,9 +124,11 @@ def _ips(text: str) -> Iterator[_Span]:
 
 # --- US social security numbers -----------------------------------------------------------
 _SSN = re.compile(r"[0-9](?<![\w\-.][0-9])[0-9]{2}([- ]?)[0-9]{2}\1[0-9]{4}(?![\w]|[-.][0-9])")
-# Numbers the SSA never issued or that were published as examples (Woolworth's 078-05-1120,
-# the 1938 Social Security Board pamphlet's 219-09-9999, the ubiquitous 123-45-6789).
+# Numbers made void by publication: Woolworth's wallet insert 078-05-1120, the 1938 Social
+# Security Board pamphlet's 219-09-9999, the ubiquitous example 123-45-6789, and 457-55-5462
+# printed in a 2006 identity-theft advertisement.
 _SSN_PUBLISHED = frozenset({"078051120", "219099999", "123456789", "457555462"})
+_DIGIT_AFTER_SPACE, _DIGIT_SPACE = re.compile(r" [0-9]"), re.compile(r"[0-9] ")
 
 
 def _ssns(text: str) -> Iterator[_Span]:
@@ -139,7 +140,9 @@ def _ssns(text: str) -> Iterator[_Span]:
             continue
         if digits in _SSN_PUBLISHED or len(set(digits)) == 1:
             continue
-        if sep == " " and (text[m.end() : m.end() + 2][1:].isdigit() or text[m.start() - 2 : m.start()][:1].isdigit()):
+        if sep == " " and (
+            _DIGIT_AFTER_SPACE.match(text, m.end()) or _DIGIT_SPACE.match(text, max(0, m.start() - 2))
+        ):
             continue  # part of a longer space-grouped number
         base = {"-": 0.6, " ": 0.45, "": 0.3}[sep]
         if (f := _scored(text, "US_SSN", m.start(), m.end(), base)) is not None:
@@ -169,8 +172,9 @@ def _card_base(d: str) -> float:
         return 0.9  # Mastercard, 2-series included
     if p2 in (34, 37) and n == 15:
         return 0.9  # Amex
-    if (p4 == 6011 or 644 <= p4 // 10 <= 649 or p2 == 65 or 622126 <= p6 <= 622925) and 16 <= n <= 19:
-        return 0.9  # Discover
+    discover = p4 == 6011 or 644 <= p4 // 10 <= 649 or p2 == 65 or 622126 <= p6 <= 622925
+    if discover and 16 <= n <= 19:
+        return 0.9
     if (p2 == 35 and 16 <= n <= 19) or (p4 in (2131, 1800) and n == 15):
         return 0.85  # JCB: 3528-3589 assigned, the common "35" pattern costs nothing with Luhn
     if (300 <= p4 // 10 <= 305 or p4 == 3095 or p2 in (36, 38, 39)) and 14 <= n <= 19:
@@ -196,9 +200,8 @@ def _cards(text: str) -> Iterator[_Span]:
         # A grouped card may run into a following number ("... 1111 12/26"): shorter prefixes.
         for k in range(len(groups), 0, -1):
             sizes = [len(g) for g in groups[:k]]
-            if k > 1 and not (
-                all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4 or sizes in ([4, 6, 5], [4, 6, 4])
-            ):
+            fours = all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4
+            if k > 1 and not (fours or sizes in ([4, 6, 5], [4, 6, 4])):  # 4-6-x: Amex, Diners
                 continue
             digits = "".join(groups[:k])
             if len(digits) < 12 or not _luhn(digits) or not (base := _card_base(digits)):
@@ -264,7 +267,9 @@ _PHONE = re.compile(
 )
 _PHONE_TOKEN = re.compile(r"\(\+?\d+\)|\+?\d+|(?:x|ext\.?|extension)[ ]?\d+")
 _NANP = re.compile(r"[2-9]\d\d[2-9]\d{6}")  # area code and exchange never start with 0 or 1
-_DATE = re.compile(r"(?:\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2})\b")
+_DATE = re.compile(
+    r"(?:\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})|\d{4}[./\-]\d{1,2}[./\-]\d{1,2})\b"
+)
 
 
 def _phone_base(text: str, tokens: list[re.Match[str]], groups: list[str], plus: bool) -> float:

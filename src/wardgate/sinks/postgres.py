@@ -48,7 +48,7 @@ class PostgresSink:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=2, timeout=self._timeout,
+        pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=2, timeout=self._timeout,
                                          command_timeout=self._timeout)
         try:
             async with pool.acquire() as conn:

@@ -1,12 +1,21 @@
-"""The stages of the chain, and the functions that list them in order (DESIGN.md rule 4)."""
+"""The stages of the chain, and the functions that list them in order (DESIGN.md rule 4).
+
+Request phases run top to bottom; response phases run bottom to top, so budgets settle first
+and PII restore is the last rewrite before the client.
+"""
 
 from __future__ import annotations
 
 from wardgate.config.schema import Config, PolicyConfig
 from wardgate.pipeline import Stage
 from wardgate.stages.authenticate import Authenticate
+from wardgate.stages.injection import Injection
+from wardgate.stages.output import Output
 from wardgate.stages.parse import Parse
+from wardgate.stages.pii import Pii
 from wardgate.stages.route import Route
+from wardgate.stages.secrets import Secrets
+from wardgate.stages.tool_calls import ToolCalls
 
 __all__ = ["front_stages", "default_stages"]
 
@@ -17,5 +26,16 @@ def front_stages(config: Config) -> list[Stage]:
 
 
 def default_stages(policy: PolicyConfig, config: Config) -> list[Stage]:
-    """The guardrails of one policy, in request order (the response phase runs them in reverse)."""
-    return []
+    """The guardrails of one policy, in request order; ``action: off`` leaves a stage out."""
+    stages: list[Stage] = []
+    if policy.secrets.action != "off":
+        stages.append(Secrets(policy.secrets))
+    if policy.pii.action != "off":
+        stages.append(Pii(policy.pii))
+    if policy.injection.action != "off":
+        stages.append(Injection(policy.injection))
+    if policy.output.action != "off":
+        stages.append(Output(policy.output))
+    if policy.tool_calls.action != "off":
+        stages.append(ToolCalls(policy.tool_calls))
+    return stages

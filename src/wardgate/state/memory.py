@@ -30,7 +30,7 @@ from wardgate.state.protocol import (
     to_us,
     window_state,
 )
-from wardgate.state.windows import window_span
+from wardgate.state.windows import WindowSpan, window_span
 
 __all__ = ["MemoryStateStore"]
 
@@ -97,6 +97,7 @@ class MemoryStateStore:
         self._maybe_sweep(now)
         merged = merge_charges(charges)
         index = self._index.setdefault(team, {})
+        plans: list[tuple[Limit, int, _Counter | None, str]] = []
         denied, wait_us = -1, 0.0
         for position, (limit, amount) in enumerate(merged):
             index[limit.counter_id] = (limit, now)
@@ -106,31 +107,36 @@ class MemoryStateStore:
                 fits = allow_at <= now_us
                 if not fits and denied < 0:
                     wait_us = math.floor(allow_at - now_us)
+                plans.append((limit, amount, None, ""))
             else:
-                counter = self._counter(team, limit, now, ttl_s)
+                span = window_span(limit.window, now)
+                counter = self._counter(team, limit, span, ttl_s)
                 counter.purge(now_us)
                 fits = counter.used + counter.reserved + amount <= to_stored(limit.unit, limit.limit)
+                plans.append((limit, amount, counter, span.label))
             if not fits and denied < 0:
                 denied = position
-        if denied >= 0:
-            states = tuple(self._state(team, limit, now) for limit, _ in merged)
-            limit, amount = merged[denied]
-            return ReserveResult(False, states[denied], states, retry_after(limit, amount, now, wait_us))
-        entries = []
-        for limit, amount in merged:
-            if limit.window.is_rate:
-                tat = self._tat(team, limit, now_us) + amount * emission_us(limit)
-                self._rates[(team, limit.counter_id)] = round(tat)
-                entries.append(_Entry(limit, "", amount))
-            else:
-                counter = self._counter(team, limit, now, ttl_s)
-                counter.holds[reservation_id] = (amount, expires_us)
-                counter.reserved += amount
-                heapq.heappush(counter.expiries, (expires_us, reservation_id))
-                entries.append(_Entry(limit, window_span(limit.window, now).label, amount))
-        self._records[(team, reservation_id)] = _Record(tuple(entries), True, now + ttl_s + GRACE_S)
-        states = tuple(self._state(team, limit, now) for limit, _ in merged)
-        return ReserveResult(True, None, states)
+        if denied < 0:
+            for limit, amount, counter, _ in plans:
+                if counter is None:
+                    tat = self._tat(team, limit, now_us) + amount * emission_us(limit)
+                    self._rates[(team, limit.counter_id)] = round(tat)
+                else:
+                    counter.holds[reservation_id] = (amount, expires_us)
+                    counter.reserved += amount
+                    heapq.heappush(counter.expiries, (expires_us, reservation_id))
+            entries = tuple(_Entry(limit, label, amount) for limit, amount, _, label in plans)
+            self._records[(team, reservation_id)] = _Record(entries, True, now + ttl_s + GRACE_S)
+        states = tuple(
+            window_state(limit, counter.used, counter.reserved, now)
+            if counter is not None
+            else rate_state(limit, self._rates.get((team, limit.counter_id), 0), now_us)
+            for limit, _, counter, _ in plans
+        )
+        if denied < 0:
+            return ReserveResult(True, None, states)
+        limit, amount = merged[denied]
+        return ReserveResult(False, states[denied], states, retry_after(limit, amount, now, wait_us))
 
     async def settle(
         self,
@@ -148,10 +154,10 @@ class MemoryStateStore:
         check_team(team)
         now_us = to_us(time.time() if now is None else now)
         window_us = to_us(window_s)
-        events, _ = self._hits.setdefault((team, key), ([], window_us))
+        events, longest = self._hits.get((team, key), ([], 0))
         del events[: bisect_right(events, now_us - window_us)]
-        insort(events, now_us)
-        self._hits[(team, key)] = (events, max(window_us, self._hits[(team, key)][1]))
+        insort(events, now_us)  # sorted, not appended: a clock stepping back must not break the cut above
+        self._hits[(team, key)] = (events, max(longest, window_us))
         return len(events)
 
     async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
@@ -170,7 +176,9 @@ class MemoryStateStore:
     async def close(self) -> None:
         return None
 
-    def _finish(self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool) -> bool:
+    def _finish(
+        self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool
+    ) -> bool:
         check_team(team)
         now = time.time() if now is None else now
         now_us = to_us(now)
@@ -196,13 +204,12 @@ class MemoryStateStore:
             # Not reserved (or the record is gone): count it in the current window. Rate buckets are
             # left alone: without the reservation we cannot know what admission already took.
             if not limit.window.is_rate and amount:
-                self._counter(team, limit, now, 0.0).used += amount
+                self._counter(team, limit, window_span(limit.window, now), 0.0).used += amount
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
         self._records[(team, rid)] = _Record((), False, now + GRACE_S)
         return True
 
-    def _counter(self, team: str, limit: Limit, now: float, ttl_s: float) -> _Counter:
-        span = window_span(limit.window, now)
+    def _counter(self, team: str, limit: Limit, span: WindowSpan, ttl_s: float) -> _Counter:
         counter = self._counters.setdefault((team, limit.counter_id, span.label), _Counter())
         if span.resets_at is not None:
             drop_at = span.resets_at + ttl_s + GRACE_S

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -61,10 +61,13 @@ class Limit:
     """Cap per window; for ``rate_minute``, units refilled per minute."""
     burst: float | None = None
     """``rate_minute`` only: bucket size, the most admitted at once (default: ``limit``)."""
+    counter_id: str = field(init=False, repr=False, compare=False)
+    """The counter's identity, ``<scope>:<window>:<unit>``, the same whatever the cap."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", Window(self.window))
         object.__setattr__(self, "unit", Unit(self.unit))
+        object.__setattr__(self, "counter_id", f"{self.scope}:{self.window.value}:{self.unit.value}")
         if not self.scope:
             raise ValueError("a limit needs a scope")
         if not (self.limit >= 0 and math.isfinite(self.limit)):
@@ -73,11 +76,6 @@ class Limit:
             raise ValueError(f"{self.scope}: burst applies to rate windows only")
         if self.window.is_rate and self.bucket <= 0:
             raise ValueError(f"{self.scope}: a rate limit needs limit and burst > 0")
-
-    @property
-    def counter_id(self) -> str:
-        """The counter's identity (scope, window, unit), the same whatever the cap."""
-        return f"{self.scope}:{self.window.value}:{self.unit.value}"
 
     @property
     def bucket(self) -> float:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -55,12 +56,13 @@ _UNAVAILABLE = (
     asyncio.TimeoutError,
 )
 _SEP = "\x1f"  # between fields of a stored entry; scopes are config names and ids, never control chars
+_ARG = "\x1e"  # between fields of one counter's script argument (split in prelude.lua)
 _SWEEP_EVERY_S = 60.0
 
 
 def _script(name: str) -> str:
     folder = files("wardgate.state")
-    return folder.joinpath("purge.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    return folder.joinpath("prelude.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
 
 
 def _text(value: Any) -> str:
@@ -89,6 +91,24 @@ def _decode_limit(counter_id: str, cap: str, burst: str) -> Limit:
 def _decode_entry(counter_id: str, value: str) -> _Entry:
     label, amount, cap, burst = value.split(_SEP)
     return _Entry(_decode_limit(counter_id, cap, burst), label, int(amount))
+
+
+@dataclass(frozen=True, slots=True)
+class _StaticSpec:
+    """The parts of a counter's script argument that depend only on its limit."""
+
+    kind: str  # w: calendar window, g: rate (GCRA)
+    cap: str
+    step: str  # emission µs per stored unit (rate)
+    member: str  # the limit as the team's index records it
+
+
+@lru_cache(maxsize=4096)
+def _static_spec(limit: Limit) -> _StaticSpec:
+    member = _SEP.join((limit.counter_id, _encode_caps(limit)))
+    if limit.window.is_rate:
+        return _StaticSpec("g", str(to_stored(limit.unit, limit.bucket)), repr(emission_us(limit)), member)
+    return _StaticSpec("w", str(to_stored(limit.unit, limit.limit)), "0", member)
 
 
 class RedisStateStore:
@@ -155,18 +175,18 @@ class RedisStateStore:
         ]
         entries = []
         for limit, amount in merged:
-            member = _SEP.join((limit.counter_id, _encode_caps(limit)))
+            static = _static_spec(limit)
             if limit.window.is_rate:
                 entry = _Entry(limit, "", amount)
                 keys.append(self._key(team, f"g:{limit.counter_id}"))
-                cap, ttl_ms, step = to_stored(limit.unit, limit.bucket), 0, repr(emission_us(limit))
+                ttl_ms = 0
             else:
                 span = window_span(limit.window, now)
                 entry = _Entry(limit, span.label, amount)
                 keys += self._calendar_keys(team, limit.counter_id, span.label)
-                cap, step = to_stored(limit.unit, limit.limit), "0"
                 ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + ttl_s + GRACE_S) * 1000)
-            args += ["g" if limit.window.is_rate else "w", amount, cap, ttl_ms, step, limit.counter_id, entry.encode(), member]
+            fields = (static.kind, str(amount), static.cap, str(ttl_ms), static.step, limit.counter_id, entry.encode())
+            args.append(_ARG.join((*fields, static.member)))
             entries.append(entry)
         reply = [int(v) for v in await self._run(self._reserve, keys, args)]
         if reply[0] == -1:
@@ -265,11 +285,12 @@ class RedisStateStore:
                 # Admission took the estimate from the bucket: settle corrects it to the actual use;
                 # release keeps it (a failed upstream call still counted against the rate).
                 keys.append(self._key(team, f"g:{entry.limit.counter_id}"))
-                counters += ["g", 0, spent - entry.amount if charge else 0, 0, repr(emission_us(entry.limit)), ""]
+                correction = spent - entry.amount if charge else 0
+                counters.append(_ARG.join(("g", "0", str(correction), "0", _static_spec(entry.limit).step, "")))
             else:
                 keys += self._calendar_keys(team, entry.limit.counter_id, entry.label)
                 ttl_ms = 0 if entry.limit.window is Window.TOTAL else math.ceil(GRACE_S * 1000)
-                counters += ["w", spent, 0, ttl_ms, "0", ""]
+                counters.append(_ARG.join(("w", str(spent), "0", str(ttl_ms), "0", "")))
         for limit, amount in actual.values():
             # Not in the reservation (or its record is gone): count it in the current window. Rate
             # buckets are left alone: without the reservation we cannot know what admission took.
@@ -278,8 +299,8 @@ class RedisStateStore:
             span = window_span(limit.window, now)
             keys += self._calendar_keys(team, limit.counter_id, span.label)
             ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + GRACE_S) * 1000)
-            counters += ["w", amount, 0, ttl_ms, "0", _SEP.join((limit.counter_id, _encode_caps(limit)))]
-        args = [to_us(now), rid, math.ceil(GRACE_S * 1000), len(counters) // 6, *counters]
+            counters.append(_ARG.join(("w", str(amount), "0", str(ttl_ms), "0", _static_spec(limit).member)))
+        args = [to_us(now), rid, math.ceil(GRACE_S * 1000), len(counters), *counters]
         return bool(int(await self._run(self._settle, keys, args)))
 
     def _key(self, team: str, rest: str) -> str:

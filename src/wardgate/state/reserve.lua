@@ -5,9 +5,9 @@
 -- counter index (sorted set, for the admin snapshot), then per counter: calendar -> hash, holds;
 -- rate -> the bucket's theoretical arrival time (GCRA).
 -- ARGV[1] now µs, [2] expiry µs, [3] reservation id, [4] record TTL ms, [5] index cutoff µs,
--- [6] index TTL ms, [7] counter count, then 8 per counter: kind (w|g), amount, cap (limit, or
--- burst for a rate), key TTL ms (0: never), emission µs per unit (rate), counter id, record
--- entry, index member.
+-- [6] index TTL ms, [7] counter count, then one per counter, its fields joined by \30: kind (w|g),
+-- amount, cap (limit, or burst for a rate), key TTL ms (0: never), emission µs per unit (rate),
+-- counter id, record entry, index member.
 -- Returns {-1} if the id exists, else {refused position (0 = admitted), wait µs, then per counter
 -- used and reserved (calendar) or theoretical arrival time and 0 (rate)}.
 local now = tonumber(ARGV[1])
@@ -18,10 +18,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 
 local refused, wait = 0, 0
-local seen = {}
-local k, a = 3, 8
+local seen, spec = {}, {}
+local k = 3
 for i = 1, n do
-  local kind, amount, cap = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  spec[i] = split(ARGV[7 + i])
+  local kind, amount, cap = spec[i][1], tonumber(spec[i][2]), tonumber(spec[i][3])
   if kind == 'w' then
     purge(KEYS[k], KEYS[k + 1], ARGV[1])
     local used = tonumber(redis.call('HGET', KEYS[k], 'u') or '0')
@@ -32,7 +33,7 @@ for i = 1, n do
     seen[i] = {used, reserved}
     k = k + 2
   else
-    local step = tonumber(ARGV[a + 4])
+    local step = tonumber(spec[i][5])
     local tat = math.max(tonumber(redis.call('GET', KEYS[k]) or '0'), now)
     local allow_at = tat + amount * step - cap * step
     if refused == 0 and allow_at > now then
@@ -42,22 +43,21 @@ for i = 1, n do
     seen[i] = {tat, 0}
     k = k + 1
   end
-  redis.call('ZADD', KEYS[2], now, ARGV[a + 7])
-  a = a + 8
+  redis.call('ZADD', KEYS[2], now, spec[i][8])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 
 if refused == 0 then
   local fields = {'_', 'open'}
-  k, a = 3, 8
+  k = 3
   for i = 1, n do
-    local amount = tonumber(ARGV[a + 1])
-    if ARGV[a] == 'w' then
+    local amount = tonumber(spec[i][2])
+    if spec[i][1] == 'w' then
       redis.call('HINCRBY', KEYS[k], 'r', amount)
       redis.call('HSET', KEYS[k], 'a:' .. rid, amount)
       redis.call('ZADD', KEYS[k + 1], ARGV[2], rid)
-      local ttl = tonumber(ARGV[a + 3])
+      local ttl = tonumber(spec[i][4])
       if ttl > 0 then
         extend(KEYS[k], ttl)
         extend(KEYS[k + 1], ttl)
@@ -65,12 +65,11 @@ if refused == 0 then
       seen[i][2] = seen[i][2] + amount
       k = k + 2
     else
-      seen[i][1] = store_tat(KEYS[k], seen[i][1] + amount * tonumber(ARGV[a + 4]), now)
+      seen[i][1] = store_tat(KEYS[k], seen[i][1] + amount * tonumber(spec[i][5]), now)
       k = k + 1
     end
-    fields[#fields + 1] = ARGV[a + 5]
-    fields[#fields + 1] = ARGV[a + 6]
-    a = a + 8
+    fields[#fields + 1] = spec[i][6]
+    fields[#fields + 1] = spec[i][7]
   end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('PEXPIRE', KEYS[1], ARGV[4])

@@ -3,8 +3,8 @@
 --
 -- KEYS[1] reservation record, KEYS[2] the team's counter index, then per counter: calendar ->
 -- hash, holds; rate -> arrival time.
--- ARGV[1] now µs, [2] reservation id, [3] done-marker TTL ms, [4] counter count, then 6 per
--- counter: kind (w|g), amount spent (calendar), correction (rate: spent minus reserved), TTL ms
+-- ARGV[1] now µs, [2] reservation id, [3] done-marker TTL ms, [4] counter count, then one per
+-- counter, its fields joined by \30: kind (w|g), amount spent (calendar), correction (rate: spent minus reserved), TTL ms
 -- for a counter this creates (0: never expires), emission µs per unit (rate), index member for a
 -- counter the reservation did not hold ('' otherwise).
 -- Returns 1 if this call finished the reservation, 0 if it was already finished.
@@ -13,9 +13,10 @@ if redis.call('HGET', KEYS[1], '_') == 'done' then
 end
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
-local k, a = 3, 5
+local k = 3
 for i = 1, tonumber(ARGV[4]) do
-  if ARGV[a] == 'w' then
+  local spec = split(ARGV[4 + i])
+  if spec[1] == 'w' then
     purge(KEYS[k], KEYS[k + 1], ARGV[1])
     local held = redis.call('HGET', KEYS[k], 'a:' .. rid)
     if held then
@@ -23,20 +24,20 @@ for i = 1, tonumber(ARGV[4]) do
       redis.call('HINCRBY', KEYS[k], 'r', -tonumber(held))
       redis.call('ZREM', KEYS[k + 1], rid)
     end
-    local spent = tonumber(ARGV[a + 1])
+    local spent = tonumber(spec[2])
     if spent > 0 then
       redis.call('HINCRBY', KEYS[k], 'u', spent)
-      local ttl = tonumber(ARGV[a + 3])
+      local ttl = tonumber(spec[4])
       if ttl > 0 and redis.call('PTTL', KEYS[k]) == -1 then
         redis.call('PEXPIRE', KEYS[k], ttl)
       end
     end
     k = k + 2
   else
-    local correction = tonumber(ARGV[a + 2])
+    local correction = tonumber(spec[3])
     if correction ~= 0 then
       local tat = math.max(tonumber(redis.call('GET', KEYS[k]) or '0'), now)
-        + correction * tonumber(ARGV[a + 4])
+        + correction * tonumber(spec[5])
       if tat <= now then
         redis.call('DEL', KEYS[k])
       else
@@ -45,10 +46,9 @@ for i = 1, tonumber(ARGV[4]) do
     end
     k = k + 1
   end
-  if ARGV[a + 5] ~= '' then
-    redis.call('ZADD', KEYS[2], now, ARGV[a + 5])
+  if spec[6] ~= '' then
+    redis.call('ZADD', KEYS[2], now, spec[6])
   end
-  a = a + 6
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '_', 'done')

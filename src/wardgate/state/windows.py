@@ -6,9 +6,11 @@ key, so a new window is simply a new key and the old one expires on its own TTL.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
 
 __all__ = ["Window", "WindowSpan", "window_span"]
 
@@ -62,10 +64,20 @@ _LABEL_FORMATS = {
 def window_span(window: Window, now: float) -> WindowSpan:
     """The UTC calendar window of ``window`` kind that contains the unix time ``now``."""
     if window is Window.TOTAL:
-        return WindowSpan("total", None, None)
+        return _TOTAL
     if window.is_rate:
         raise ValueError(f"{window.value} has no calendar window")
-    moment = datetime.fromtimestamp(now, tz=timezone.utc)
+    # Every UTC calendar boundary falls on a whole minute of unix time, so the minute decides the
+    # window; caching by minute keeps datetime arithmetic off the per-request path.
+    return _span_of_minute(window, math.floor(now / 60))
+
+
+_TOTAL = WindowSpan("total", None, None)
+
+
+@lru_cache(maxsize=512)
+def _span_of_minute(window: Window, minute: int) -> WindowSpan:
+    moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
     if window is Window.MINUTE:
         start = moment.replace(second=0, microsecond=0)
         length = 60.0

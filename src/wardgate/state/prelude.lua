@@ -1,4 +1,21 @@
--- Prelude of every script that reads a calendar counter (prepended when the scripts are loaded).
+-- Prelude of every script (prepended when the scripts are loaded).
+
+-- Splits one counter's argument: its fields are joined by \30 (ASCII record separator), one
+-- argument per counter, because redis-py spends more time packing many small arguments than Redis
+-- spends running the script.
+local function split(text)
+  local out, from = {}, 1
+  while true do
+    local at = string.find(text, '\30', from, true)
+    if not at then
+      out[#out + 1] = string.sub(text, from)
+      return out
+    end
+    out[#out + 1] = string.sub(text, from, at - 1)
+    from = at + 1
+  end
+end
+
 -- A calendar counter is two keys: a hash (u = used, r = sum of held reservations, a:<id> = each
 -- reservation's amount) and a sorted set of reservation ids scored by expiry (µs). Expired
 -- reservations are freed lazily here, so a reservation lost with a crashed replica frees itself.

@@ -1,0 +1,367 @@
+"""The benchmark: one command starts everything on loopback, measures, prints a table, stops it all.
+
+    .venv/bin/python bench/run.py [--quick] [--scenario NAME ...] [--target NAME ...] [--duration S]
+
+A fake upstream (and a private Redis when a config needs one) run for the whole session; each proxy
+under test is started in turn (the passthrough baseline first), takes every scenario, and is stopped.
+On a machine with 2+ cores the proxy under test is pinned to core 0 and everything else (upstream,
+Redis, load generator, this script) to the other cores, so the proxy's figures are its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import (Load, Result, agent_conversation, chat_1kb, have_wrk, prompt_mix,  # noqa: E402
+                     run_aiohttp, run_wrk)
+
+__all__ = ["main"]
+
+_HERE = Path(__file__).resolve().parent
+_PROXY_CORES = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    config: str | None  # None: the passthrough
+    workers: int = 1
+    pinned: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    what: str
+    model: str
+    concurrency: int
+    stream: bool = False
+    bodies: str = "chat"  # chat | agent | mix
+
+
+TARGETS = (
+    Target("passthrough", None),
+    Target("routing", "routing.yaml"),
+    Target("guards", "guards.yaml"),
+    Target("guards+mem+jsonl", "guards-memory.yaml"),
+    Target("guards+redis+jsonl", "guards-redis.yaml"),
+)
+SCENARIOS = (
+    Scenario("chat64", "64 concurrent non-streaming 1 KB chats", "gpt-4o-mini", 64),
+    Scenario("stream64", "64 concurrent streaming 1 KB chats, 20 events 2 ms apart", "bench-paced", 64, stream=True),
+    Scenario("slow256", "256 concurrent, upstream answers after 200 ms", "bench-slow", 256),
+    Scenario("agent", "64 concurrent agent conversations growing 2 KB to 100 KB", "gpt-4o-mini", 64, bodies="agent"),
+    Scenario("mix", "64 concurrent, real chat prompt lengths (ShareGPT rows)", "gpt-4o-mini", 64, bodies="mix"),
+)
+# --workers 2 against 1, both unpinned: two workers need both cores.
+WORKER_TARGETS = (Target("guards+redis ×1 (unpinned)", "guards-redis.yaml", 1, False),
+                  Target("guards+redis ×2 (unpinned)", "guards-redis.yaml", 2, False))
+WORKER_SCENARIO = replace(SCENARIOS[0], name="workers")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants (wardgate --workers forks its workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(parents.get(p, ()))
+    return found
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and peak RSS bytes (VmHWM), summed over the process tree."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu, peak = 0.0, 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / tick  # utime, stime: fields 14 and 15 of stat(5)
+        hwm = next((ln for ln in status.splitlines() if ln.startswith("VmHWM:")), "VmHWM: 0 kB")
+        peak += int(hwm.split()[1]) * 1024
+    return cpu, peak
+
+
+def reset_peak(pid: int) -> None:
+    """Restart VmHWM so each cell reports its own peak (proc(5): clear_refs value 5)."""
+    for p in _tree(pid):
+        try:
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def _die_with_parent() -> None:
+    # If this script is killed outright, the kernel still stops its children (prctl PR_SET_PDEATHSIG).
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class Procs:
+    """The processes this run started, by name; all stopped on exit, error or Ctrl-C."""
+
+    def __init__(self, logdir: Path) -> None:
+        self._logdir = logdir
+        self._running: dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> Procs:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for name in reversed(list(self._running)):
+            self.stop(name)
+
+    def start(self, name: str, cmd: list[str], port: int, env: dict[str, str], cores: str | None,
+              probe: str = "healthz") -> int:
+        if cores is not None:
+            cmd = ["taskset", "-c", cores, *cmd]  # taskset execs: the pid is the program's own
+        log = (self._logdir / f"{name.replace(' ', '_').replace('/', '_')}.log").open("wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        self._running[name] = proc
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{Path(log.name).read_text()[-2000:]}")
+            if _ready(port, probe):
+                return proc.pid
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not become ready on port {port}")
+
+    def start_redis(self, cores: str | None) -> str:
+        """A private Redis, so the run neither reads nor pollutes anyone else's."""
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed: skip the redis targets with --target/--scenario")
+        port = free_port()
+        self.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], port, os.environ.copy(), cores, probe="redis")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop(self, name: str) -> None:
+        proc = self._running.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)  # its own session: the group is the program and its workers
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _ready(port: int, probe: str) -> bool:
+    try:
+        if probe == "redis":
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    scenario: str
+    target: str
+    result: Result
+    cpu_ms_per_req: float
+    peak_rss_mb: float
+
+
+def _bodies(scenario: Scenario, corpus: Path) -> list[bytes]:
+    if scenario.bodies == "agent":
+        return agent_conversation(scenario.model, corpus)
+    if scenario.bodies == "mix":
+        return prompt_mix(scenario.model, corpus)
+    return [chat_1kb(scenario.model, scenario.stream)]
+
+
+def _measure(load: Load, driver: str, cores: str | None) -> Result:
+    if driver == "wrk" and not load.stream:
+        return run_wrk(load, cores)
+    return asyncio.run(run_aiohttp(load, start_at=int.from_bytes(os.urandom(3), "big") * 1000))
+
+
+def _run_cell(url: str, pid: int, scenario: Scenario, bodies: list[bytes], args: argparse.Namespace,
+              cores: str | None) -> tuple[Result, float, float]:
+    load = Load(url, bodies, scenario.concurrency, args.duration, 0.0, scenario.stream)
+    if args.warmup > 0:
+        _measure(replace(load, duration_s=args.warmup), args.driver, cores)
+    reset_peak(pid)
+    cpu_before, _ = proc_usage(pid)
+    result = _measure(load, args.driver, cores)
+    cpu_after, peak = proc_usage(pid)
+    per_req = (cpu_after - cpu_before) * 1000.0 / result.requests if result.requests else float("nan")
+    return result, per_req, peak / (1024 * 1024)
+
+
+def _start_target(procs: Procs, target: Target, env: dict[str, str], pin: bool) -> tuple[int, str]:
+    port = free_port()
+    if target.config is None:
+        cmd = [sys.executable, str(_HERE / "passthrough.py"), "--port", str(port), "--upstream", env["BENCH_UPSTREAM"]]
+    else:
+        cmd = [sys.executable, "-m", "wardgate", "serve", "--config", str(_HERE / "configs" / target.config),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", str(target.workers), "--log-level", "warning"]
+    pid = procs.start(target.name, cmd, port, env=env, cores=_PROXY_CORES if pin and target.pinned else None)
+    return pid, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def _check(url: str, body: bytes) -> str | None:
+    """One request before the load: a proxy that refuses our traffic must not be timed."""
+    request = urllib.request.Request(url, data=body.replace(b"__NONCE__", b"0"), method="POST", headers={
+        "authorization": "Bearer bench-key-123456", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            resp.read()
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}: {exc.read()[:300]!r}"
+
+
+def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies: dict[str, list[bytes]],
+                env: dict[str, str], args: argparse.Namespace, rows: list[Row]) -> None:
+    pid, url = _start_target(procs, target, env, args.pin)
+    try:
+        for scenario in scenarios:
+            problem = _check(url, bodies[scenario.name][0])
+            if problem:
+                print(f"  {target.name} / {scenario.name}: sanity request refused, not timed: {problem}", flush=True)
+            result, cpu, rss = _run_cell(url, pid, scenario, bodies[scenario.name], args, args.load_cores)
+            rows.append(Row(scenario.name, target.name, result, cpu, rss))
+            print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                  f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+    finally:
+        procs.stop(target.name)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None or value != value else format(value, spec)
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table; ratios and added latency against the first row of each scenario."""
+    head = ("| scenario | target | load | req/s | × base | p50 ms | p99 ms | +p50 ms | +p99 ms | TTFB p50 | +TTFB p50 "
+            "| CPU ms/req | peak RSS MB | errors |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    base: dict[str, Result] = {}
+    for row in rows:
+        r = row.result
+        b = base.setdefault(row.scenario, r)
+        first = b is r
+        ratio = r.rps / b.rps if b.rps else None
+        add50 = None if first else r.p50_ms - b.p50_ms
+        add99 = None if first else r.p99_ms - b.p99_ms
+        addttfb = None if first or r.ttfb_p50_ms is None or b.ttfb_p50_ms is None else r.ttfb_p50_ms - b.ttfb_p50_ms
+        lines.append(f"| {row.scenario} | {row.target} | {r.driver} | {r.rps:.0f} | {_fmt(ratio, '.2f')} | "
+                     f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {_fmt(add50, '+.2f')} | {_fmt(add99, '+.2f')} | "
+                     f"{_fmt(r.ttfb_p50_ms, '.2f')} | {_fmt(addttfb, '+.2f')} | {row.cpu_ms_per_req:.3f} | "
+                     f"{row.peak_rss_mb:.0f} | {r.errors} |")
+    return "\n".join(lines)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="wardgate benchmark (see bench/README.md)")
+    parser.add_argument("--quick", action="store_true", help="2 s per cell, 1 s warm-up: under 2 minutes")
+    parser.add_argument("--scenario", nargs="*", choices=[s.name for s in SCENARIOS] + ["workers"])
+    parser.add_argument("--target", nargs="*", choices=[t.name for t in TARGETS])
+    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 10, quick 2)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 3, quick 1)")
+    parser.add_argument("--driver", choices=["auto", "wrk", "aiohttp"], default="auto")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
+    parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/injection-dev.jsonl"))
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (2.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    if args.driver == "auto":
+        args.driver = "wrk" if have_wrk() else "aiohttp"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
+    cores = sorted(os.sched_getaffinity(0))
+    args.pin = args.pin and len(cores) >= 2 and shutil.which("taskset") is not None
+    others = ",".join(str(c) for c in cores if c != 0)
+    args.load_cores = others if args.pin else None
+    if args.pin:  # this process runs the aiohttp load generator: keep it off the proxy's core
+        os.sched_setaffinity(0, {c for c in cores if c != 0})
+    names = args.scenario or [s.name for s in SCENARIOS] + ["workers"]
+    scenarios = [s for s in SCENARIOS if s.name in names]
+    targets = [t for t in TARGETS if args.target is None or t.name in args.target or t.config is None]
+    if "workers" in names:
+        scenarios_all = [*scenarios, WORKER_SCENARIO]
+    else:
+        scenarios_all = scenarios
+    bodies = {s.name: _bodies(s, args.corpus) for s in scenarios_all}
+    print(f"driver: {args.driver}; pinning: {'proxy on core 0, the rest on ' + others if args.pin else 'none'}; "
+          f"{args.duration:g} s per cell after {args.warmup:g} s warm-up", flush=True)
+    rows: list[Row] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="wardgate-bench-") as tmp, Procs(Path(tmp)) as procs:
+        env = {**os.environ, "BENCH_TMP": tmp}
+        up_port = free_port()
+        procs.start("upstream", [sys.executable, str(_HERE / "fake_upstream.py"), "--port", str(up_port),
+                                 "--chunks", "20", "--model", "bench-slow:200:0", "--model", "bench-paced:0:2"],
+                    up_port, env=env, cores=args.load_cores)
+        env["BENCH_UPSTREAM"] = f"http://127.0.0.1:{up_port}"
+        needs_redis = any(t.config == "guards-redis.yaml" for t in targets) or "workers" in names
+        if needs_redis:
+            env["BENCH_REDIS_URL"] = procs.start_redis(args.load_cores)
+        for target in targets:
+            _run_target(procs, target, scenarios, bodies, env, args, rows)
+        if "workers" in names:
+            if not have_wrk() and args.driver != "wrk":
+                print("  note: without wrk the Python load generator may cap the 2-worker figure", flush=True)
+            for target in WORKER_TARGETS:
+                _run_target(procs, target, [WORKER_SCENARIO], bodies, env, args, rows)
+    print(f"\n{table(rows)}\n\nwall time {time.monotonic() - started:.0f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([{**asdict(r), "rps": r.result.rps} for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
