@@ -39,10 +39,10 @@ async def _worker(store: StateStore, worker: int, count: int, reserve_us: list[f
     for _ in range(count):
         rid = uuid.uuid4().hex
         start = time.perf_counter()
-        result = await store.reserve(TEAM, rid, [Charge(l, a) for l, a in zip(limits, estimate)], ttl_s=60)
+        result = await store.reserve(TEAM, rid, [Charge(limit, a) for limit, a in zip(limits, estimate)], ttl_s=60)
         middle = time.perf_counter()
         assert result.ok
-        await store.settle(TEAM, rid, [Charge(l, a) for l, a in zip(limits, actual)])
+        await store.settle(TEAM, rid, [Charge(limit, a) for limit, a in zip(limits, actual)])
         end = time.perf_counter()
         reserve_us.append((middle - start) * 1e6)
         settle_us.append((end - middle) * 1e6)

@@ -19,7 +19,8 @@ from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
 from wardgate.proxy import handle_api, handle_models, handle_unknown
 from wardgate.recorder import Recorder
-from wardgate.runtime import Generation
+from wardgate.runtime import Generation, Services
+from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.sinks import SinkWriter, build_sink
 from wardgate.stages import default_stages, front_stages
 from wardgate.upstream import Upstreams
@@ -29,18 +30,33 @@ __all__ = ["build_pipeline", "create_app", "make_generation"]
 _SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("client_session")
 _CONFIG: web.AppKey[Config] = web.AppKey("initial_config")
 _GENERATION_NUMBER: web.AppKey[int] = web.AppKey("initial_generation")
+_SERVICES: web.AppKey[Services] = web.AppKey("services")
 _API_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 
 
-def build_pipeline(config: Config) -> Pipeline:
-    by_policy: dict[str | None, list] = {name: default_stages(p, config) for name, p in config.policies.items()}
-    by_policy[None] = default_stages(PolicyConfig(), config)
+def build_pipeline(config: Config, services: Services) -> Pipeline:
+    by_policy: dict[str | None, list] = {name: default_stages(p, config, services) for name, p in config.policies.items()}
+    by_policy[None] = default_stages(PolicyConfig(), config, services)
     return Pipeline(front_stages(config), by_policy)
 
 
-def make_generation(number: int, config: Config, session: aiohttp.ClientSession) -> Generation:
-    """Everything built from one config; a reload builds a new one on the same session."""
-    return Generation(number, config, build_pipeline(config), Upstreams(config, session))
+def make_generation(number: int, config: Config, session: aiohttp.ClientSession, services: Services) -> Generation:
+    """Everything built from one config; a reload builds a new one on the same session and store."""
+    return Generation(number, config, build_pipeline(config, services), Upstreams(config, session), services)
+
+
+def _state_store(config: Config) -> StateStore:
+    if config.state.backend == "redis":
+        return RedisStateStore.from_url(config.state.redis_url)
+    return MemoryStateStore()
+
+
+async def _state(app: web.Application) -> AsyncIterator[None]:
+    """The budget/rate/loop store: one per process, closed last-but-one (after in-flight requests settle)."""
+    config = app[_CONFIG]
+    app[_SERVICES] = Services(_state_store(config), MemoryStateStore())
+    yield
+    await app[_SERVICES].store.close()
 
 
 def _pool_size(config: Config) -> int:
@@ -55,7 +71,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, enable_cleanup_closed=True)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, raise_for_status=False)
     app[_SESSION] = session
-    app[GENERATION] = make_generation(app[_GENERATION_NUMBER], config, session)
+    app[GENERATION] = make_generation(app[_GENERATION_NUMBER], config, session, app[_SERVICES])
     yield
     await session.close()
 
@@ -73,8 +89,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     gen = request.app[GENERATION]
-    body = {"status": "ready", "generation": gen.number}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    store_ok = await gen.services.store.ping()
+    state = {"backend": gen.config.state.backend, "reachable": store_ok, "on_error": gen.config.state.on_error}
+    ready = store_ok or gen.config.state.on_error == "open"
+    body = {"status": "ready" if ready else "not_ready", "generation": gen.number, "state": state}
+    return web.Response(body=orjson.dumps(body), status=200 if ready else 503, content_type="application/json")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -108,6 +127,7 @@ def create_app(config: Config, *, generation: int = 1) -> web.Application:
     app[WRITER] = writer
     app[RECORDER] = Recorder(writer, metrics)
     app.cleanup_ctx.append(_sink_writer)
+    app.cleanup_ctx.append(_state)
     app.cleanup_ctx.append(_client_session)
     for route in _API_ROUTES:
         app.router.add_post(route, handle_api)

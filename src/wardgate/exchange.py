@@ -182,6 +182,8 @@ class Exchange:
     """The request's PII ``Redactor`` (placeholder -> original), alive for this request only."""
     delta_filters: list[DeltaFilter] = field(default_factory=list)
     """Rewriters of streamed answer text, installed by request stages (PII restore)."""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Headers stages add to the client's response (``x-ratelimit-*``)."""
     status: int | None = None
     """The HTTP status sent to the client."""
     outcome: Outcome | None = None

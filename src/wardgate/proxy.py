@@ -32,7 +32,7 @@ def _new_request_id() -> str:
 
 
 def _headers(ex: Exchange) -> dict[str, str]:
-    return {"x-wardgate-request-id": ex.request_id}
+    return {"x-wardgate-request-id": ex.request_id, **ex.response_headers}
 
 
 def _json_response(ex: Exchange, status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> web.Response:

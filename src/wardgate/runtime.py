@@ -6,9 +6,20 @@ from dataclasses import dataclass
 
 from wardgate.config.schema import Config
 from wardgate.pipeline import Pipeline
+from wardgate.state import MemoryStateStore, StateStore
 from wardgate.upstream import Upstreams
 
-__all__ = ["Generation"]
+__all__ = ["Generation", "Services"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Process-lifetime resources the stages use; they outlive config generations."""
+
+    store: StateStore
+    """Budgets, rate limits and loop counters (memory, or Redis shared by replicas)."""
+    fallback: MemoryStateStore
+    """Counts requests in this process while the shared store is unreachable (``on_error: open``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +30,4 @@ class Generation:
     config: Config
     pipeline: Pipeline
     upstreams: Upstreams
+    services: Services

@@ -6,7 +6,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,7 +25,7 @@ TEAM = "search"
 
 
 def at(*parts: int) -> float:
-    return datetime(*parts, tzinfo=timezone.utc).timestamp()
+    return datetime(*parts, tzinfo=UTC).timestamp()
 
 
 NOW = at(2026, 11, 24, 10, 0, 0)
@@ -281,6 +281,8 @@ async def test_bad_input_is_refused(store: StateStore) -> None:
         await store.reserve(TEAM, rid(), [Charge(tokens, -1)], ttl_s=60, now=NOW)
     with pytest.raises(ValueError):
         Limit("team:search", Window.DAY, Unit.TOKENS, 10, burst=5)
+    with pytest.raises(ValueError):
+        Limit("user:search:u\x1f1", Window.DAY, Unit.TOKENS, 10)
 
 
 async def test_hit_tolerates_a_clock_step_back(store: StateStore) -> None:

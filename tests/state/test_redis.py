@@ -178,3 +178,29 @@ async def test_ping_and_real_time_defaults(replicas: Callable[[], RedisStateStor
     assert not (await store.reserve(TEAM, rid(), [Charge(limit, 60)], ttl_s=60)).ok
     assert await store.release(TEAM, one)
     assert (await store.reserve(TEAM, rid(), [Charge(limit, 60)], ttl_s=60)).ok
+
+
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b""], ids=["not-redis", "silent"])
+async def test_a_peer_that_is_not_redis_is_unavailable(reply: bytes) -> None:
+    done = asyncio.Event()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(reply)  # or nothing at all: a hung server
+        await writer.drain()
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStateStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout_s=0.2)
+    try:
+        with pytest.raises(StateUnavailable):
+            await store.hit(TEAM, "session:abc", 60)
+        assert await store.ping() is False
+    finally:
+        await store.close()
+        done.set()
+        server.close()
+        await server.wait_closed()

@@ -85,10 +85,26 @@ class HeuristicScorer:
     """The built-in scorer: pure, no model, no I/O; safe to share between requests."""
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
-        self._rules = tuple((rule, frozenset(rule.needles)) for rule in rules)
-        # Each distinct needle is looked up once per view (a C substring search), then rules
-        # whose needles are all absent are skipped without running their regex.
-        self._needles = tuple(sorted({needle for rule in rules for needle in rule.needles}))
+        # Gating: a view is split once into words; a rule none of whose needles can be present
+        # is skipped without running its regex. A one-word needle of five letters or more is a
+        # stem (matched on the words' first five letters: "ignor" for ignore/ignoring/ignorez), a
+        # shorter one a whole word; a phrase is keyed by its least common word. Needles that are
+        # not plain words (punctuation, CJK) are looked up as substrings.
+        gated = []
+        substrings: set[str] = set()
+        for rule in rules:
+            keys: set[str] = set()
+            subs: set[str] = set()
+            for needle in rule.needles:
+                key = _word_key(needle)
+                if key is None:
+                    subs.add(needle)
+                else:
+                    keys.add(key)
+            substrings |= subs
+            gated.append((rule, frozenset(keys), frozenset(subs)))
+        self._rules = tuple(gated)
+        self._substrings = tuple(sorted(substrings))
 
     def score(self, text: str, role: str = "user") -> InjectionResult:
         tool = role == "tool"
@@ -126,12 +142,13 @@ class HeuristicScorer:
 
     def _scan(self, view: str, fired: dict[Rule, None]) -> bool:
         """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
-        present = {needle for needle in self._needles if needle in view}
-        if not present:
-            return False
+        tokens = view.translate(_NON_LETTERS).split()
+        words = set(tokens)
+        words.update(["*" + token[:5] for token in tokens if len(token) >= 5])
+        found = {needle for needle in self._substrings if needle in view}
         new = False
-        for rule, needles in self._rules:
-            if needles.isdisjoint(present) or rule in fired:
+        for rule, keys, subs in self._rules:
+            if (keys.isdisjoint(words) and subs.isdisjoint(found)) or rule in fired:
                 continue
             if rule.pattern.search(view):
                 fired[rule] = None
@@ -167,6 +184,26 @@ class HeuristicScorer:
         if request is not None and payload.strip():
             return 0.5, decoded
         return 0.0, decoded
+
+
+_NON_LETTERS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalpha()})
+_COMMON_WORDS = frozenset(
+    "a an and are as at be end for if in is it not of on only just that the this to when with you your".split()
+)
+_WORD_NEEDLE = re.compile(r"[a-z\u0430-\u044f\u0451 ]+")
+
+
+def _word_key(needle: str) -> str | None:
+    """The word-prefix key standing for ``needle``, or None when it must be a substring lookup.
+
+    A multi-word needle is keyed by its longest word: looser than the phrase, never stricter.
+    """
+    if not _WORD_NEEDLE.fullmatch(needle) or not needle.strip():
+        return None
+    words = needle.split()
+    if len(words) == 1:
+        return "*" + words[0][:5] if len(words[0]) >= 5 else words[0]
+    return max((w for w in words if w not in _COMMON_WORDS), key=len, default=max(words, key=len))
 
 
 _SHARED = HeuristicScorer()

@@ -10,8 +10,9 @@ run of whitespace or punctuation, and most rules allow a few words in between):
 
 Rules only count when they sit within ``_PROXIMITY`` characters of each other, which keeps a long
 answer about cooking from adding up stray words, and is what lets the streaming checker scan only
-the new text plus a fixed overlap. A pre-filter (the topic and strong rules of every category,
-joined) decides which categories are worth scoring at all.
+the new text plus a fixed overlap. A pre-filter (a set lookup of each category's trigger words)
+decides which categories are worth scoring at all; how and mitigation rules then run only within
+reach of a topic hit.
 """
 
 from __future__ import annotations
@@ -390,10 +391,10 @@ def _leak(low: str, system_prompt: str) -> OutputFinding | None:
     grams, n, threshold = _prompt_shingles(system_prompt)
     if not grams:
         return None
-    spans = [m.span() for m in _WORD.finditer(low)]
-    words = [low[s:e] for s, e in spans]
+    words = _WORD.findall(low)
     if grams.isdisjoint(zip(*(words[k:] for k in range(n)))):  # the usual case, at C speed
         return None
+    spans = [m.span() for m in _WORD.finditer(low)]
     run_start = -1
     for i in range(len(words) - n + 1):
         if tuple(words[i : i + n]) in grams:

@@ -7,7 +7,7 @@
    look-behind. CPython's ``re`` then skips to those characters with its first-character set, so
    text with no candidate costs a few µs per KB. (A plain ``sk-|AKIA|hf_|...`` alternation stops
    at every ``s``, ``a``, ``h`` ... and is 5x slower.)
-2. ``_TOKENS`` — the full formats, run only from the first candidate on, then per-kind checks
+2. ``_TOKENS`` — the full formats, matched only where a candidate's word starts, then per-kind checks
    (placeholder words, a light entropy floor for loose formats, the JWT header, the PEM body, the
    URL password).
 

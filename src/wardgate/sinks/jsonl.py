@@ -101,10 +101,13 @@ class JsonlSink:
         while target.exists():  # several size rotations within one second
             target = self.path.with_name(f"{self.path.stem}-{stamp}-{counter}{self.path.suffix}")
             counter += 1
-        os.replace(self.path, target)
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - lives until close()
-        self._size = 0
-        self._started = None
+        try:
+            os.replace(self.path, target)
+        finally:
+            # Reopen even if the rename failed: the next batch then goes on the same file.
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - lives until close()
+            self._size = self._fh.tell()
+            self._started = None if not self._size else self._started
         self._apply_retention(now)
 
     def _apply_retention(self, now: datetime) -> None:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from wardgate.config.schema import Config, PolicyConfig
 from wardgate.pipeline import Stage
+from wardgate.runtime import Services
 from wardgate.stages.authenticate import Authenticate
+from wardgate.stages.budget import Budget
 from wardgate.stages.injection import Injection
+from wardgate.stages.loops import Loops
 from wardgate.stages.output import Output
 from wardgate.stages.parse import Parse
 from wardgate.stages.pii import Pii
@@ -25,7 +28,7 @@ def front_stages(config: Config) -> list[Stage]:
     return [Authenticate(config), Parse(config), Route(config)]
 
 
-def default_stages(policy: PolicyConfig, config: Config) -> list[Stage]:
+def default_stages(policy: PolicyConfig, config: Config, services: Services) -> list[Stage]:
     """The guardrails of one policy, in request order; ``action: off`` leaves a stage out."""
     stages: list[Stage] = []
     if policy.secrets.action != "off":
@@ -38,4 +41,7 @@ def default_stages(policy: PolicyConfig, config: Config) -> list[Stage]:
         stages.append(Output(policy.output))
     if policy.tool_calls.action != "off":
         stages.append(ToolCalls(policy.tool_calls))
+    if policy.loops.action != "off":
+        stages.append(Loops(policy.loops, services.store, config.state.on_error == "open"))
+    stages.append(Budget(policy, config, services.store, services.fallback))
     return stages

@@ -152,8 +152,9 @@ class MemoryStateStore:
 
     async def hit(self, team: str, key: str, window_s: float, now: float | None = None) -> int:
         check_team(team)
-        now_us = to_us(time.time() if now is None else now)
-        window_us = to_us(window_s)
+        now = time.time() if now is None else now
+        self._maybe_sweep(now)
+        now_us, window_us = to_us(now), to_us(window_s)
         events, longest = self._hits.get((team, key), ([], 0))
         del events[: bisect_right(events, now_us - window_us)]
         insort(events, now_us)  # sorted, not appended: a clock stepping back must not break the cut above

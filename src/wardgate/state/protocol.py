@@ -68,8 +68,10 @@ class Limit:
         object.__setattr__(self, "window", Window(self.window))
         object.__setattr__(self, "unit", Unit(self.unit))
         object.__setattr__(self, "counter_id", f"{self.scope}:{self.window.value}:{self.unit.value}")
-        if not self.scope:
-            raise ValueError("a limit needs a scope")
+        if not self.scope or "\x1e" in self.scope or "\x1f" in self.scope:
+            # \x1e and \x1f delimit fields in the Redis store's records: a scope built from a
+            # client-supplied user id must not be able to forge one.
+            raise ValueError(f"invalid limit scope: {self.scope!r}")
         if not (self.limit >= 0 and math.isfinite(self.limit)):
             raise ValueError(f"{self.scope}: limit must be a finite number >= 0")
         if self.burst is not None and not self.window.is_rate:

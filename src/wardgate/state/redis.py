@@ -46,12 +46,15 @@ from wardgate.state.windows import Window, window_span
 
 __all__ = ["RedisStateStore"]
 
+# Redis cannot serve (as opposed to a bug in a script, which stays a ResponseError).
 _UNAVAILABLE = (
-    redis_errors.ConnectionError,  # includes BusyLoadingError
+    redis_errors.ConnectionError,  # refused, reset, auth failed, still loading, pool exhausted
     redis_errors.TimeoutError,
+    redis_errors.InvalidResponse,  # something other than Redis answered on that port
     redis_errors.ReadOnlyError,  # a replica during failover
-    redis_errors.ClusterDownError,
+    redis_errors.ClusterDownError,  # includes MasterDownError
     redis_errors.TryAgainError,
+    redis_errors.OutOfMemoryError,  # maxmemory reached: writes refused
     OSError,
     asyncio.TimeoutError,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 
@@ -77,7 +77,7 @@ _TOTAL = WindowSpan("total", None, None)
 
 @lru_cache(maxsize=512)
 def _span_of_minute(window: Window, minute: int) -> WindowSpan:
-    moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+    moment = datetime.fromtimestamp(minute * 60, tz=UTC)
     if window is Window.MINUTE:
         start = moment.replace(second=0, microsecond=0)
         length = 60.0
@@ -91,9 +91,7 @@ def _span_of_minute(window: Window, minute: int) -> WindowSpan:
         start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         # Months differ in length: the boundary is the first instant of the next month.
         following = (
-            start.replace(year=start.year + 1, month=1)
-            if start.month == 12
-            else start.replace(month=start.month + 1)
+            start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
         )
         return WindowSpan(start.strftime(_LABEL_FORMATS[window]), start.timestamp(), following.timestamp())
     begin = start.timestamp()

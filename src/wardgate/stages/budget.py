@@ -1,0 +1,191 @@
+"""Budgets and rate limits: reserve the worst case before forwarding, settle to the real usage after.
+
+Every counter a request touches (team, key, end user, session; requests, tokens, USD) is checked and
+reserved in one atomic step of the state store, so concurrent requests cannot overspend (issue 4).
+``window: minute`` limits are smooth rate limits (GCRA); hour/day/month/total are calendar budgets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import structlog
+
+from wardgate.answer import cost_of
+from wardgate.config.schema import BudgetConfig, Config, PolicyConfig, TeamConfig
+from wardgate.exchange import ALLOW, Action, Exchange, Verdict
+from wardgate.state import Charge, CounterState, Limit, MemoryStateStore, StateStore, StateUnavailable, Unit, Window
+from wardgate.tokens import count_messages, count_tokens
+from wardgate.textview import request_texts
+
+__all__ = ["Budget", "estimate_tokens"]
+
+_log = structlog.get_logger("wardgate.budget")
+_UNITS = (("requests", Unit.REQUESTS), ("tokens", Unit.TOKENS), ("usd", Unit.USD))
+
+
+def _limits(scope: str, budgets: tuple[BudgetConfig, ...]) -> list[Limit]:
+    out = []
+    for budget in budgets:
+        window = Window.RATE_MINUTE if budget.window == "minute" else Window(budget.window)
+        for field, unit in _UNITS:
+            cap = getattr(budget, field)
+            if cap is not None:
+                out.append(Limit(scope, window, unit, float(cap)))
+    return out
+
+
+def estimate_tokens(ex: Exchange, default_max: int) -> tuple[int, int]:
+    """(prompt tokens counted with the offline tokenizer, worst-case completion tokens)."""
+    body = ex.body or {}
+    model = ex.upstream_model or "gpt-4o"
+    if ex.route == "/v1/chat/completions":
+        prompt = count_messages(body.get("messages") or [], model)
+    else:
+        prompt = sum(count_tokens(t.text, model) for t in request_texts(ex.route, body))
+    if ex.route == "/v1/embeddings":
+        return prompt, 0
+    cap = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    completion = cap if isinstance(cap, int) and 0 < cap else default_max
+    n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 0 else 1
+    return prompt, completion * n
+
+
+def _reset(seconds: float | None) -> str:
+    """OpenAI's reset format: ``1s``, ``6m0s``, ``2h3m4s``."""
+    if seconds is None:
+        return "0s"
+    total = max(0, math.ceil(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
+
+
+def ratelimit_headers(states: tuple[CounterState, ...], now: float) -> dict[str, str]:
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest counter of each unit."""
+    headers: dict[str, str] = {}
+    for unit, name in ((Unit.REQUESTS, "requests"), (Unit.TOKENS, "tokens")):
+        mine = [s for s in states if s.limit.unit is unit]
+        if not mine:
+            continue
+        tight = min(mine, key=lambda s: s.remaining)
+        headers[f"x-ratelimit-limit-{name}"] = str(int(tight.limit.limit))
+        headers[f"x-ratelimit-remaining-{name}"] = str(int(tight.remaining))
+        headers[f"x-ratelimit-reset-{name}"] = _reset(tight.resets_at - now if tight.resets_at else None)
+    return headers
+
+
+class Budget:
+    name = "budget"
+
+    def __init__(self, policy: PolicyConfig, config: Config, store: StateStore, fallback: MemoryStateStore) -> None:
+        self._store = store
+        self._fallback = fallback
+        self._fail_open = config.state.on_error == "open"
+        self._ttl = config.state.reservation_ttl_s
+        self._default_max = policy.default_max_tokens
+        self._session_tokens = policy.loops.max_session_tokens if policy.loops.action != "off" else None
+        self._session_usd = policy.loops.max_session_usd if policy.loops.action != "off" else None
+        self._team_limits = {name: _limits(f"team:{name}", team.budgets) for name, team in config.teams.items()}
+
+    def _charges(self, ex: Exchange, team: TeamConfig, prompt: int, completion: int) -> list[Charge]:
+        usd = cost_of({"prompt_tokens": prompt, "completion_tokens": completion}, ex.model.price) if ex.model else 0.0
+        amounts = {Unit.REQUESTS: 1.0, Unit.TOKENS: float(prompt + completion), Unit.USD: usd or 0.0}
+        limits = list(self._team_limits.get(ex.team_name or "", ()))
+        if ex.key is not None:
+            limits += _limits(f"key:{ex.key.id}", team.key_budgets)
+        if ex.user:
+            limits += _limits(f"user:{ex.team_name}:{ex.user}", team.user_budgets)
+        if ex.session_id and (self._session_tokens or self._session_usd):
+            session = f"session:{ex.team_name}:{ex.session_id}"
+            if self._session_tokens:
+                limits.append(Limit(session, Window.TOTAL, Unit.TOKENS, float(self._session_tokens)))
+            if self._session_usd:
+                limits.append(Limit(session, Window.TOTAL, Unit.USD, float(self._session_usd)))
+        return [Charge(limit, amounts[limit.unit]) for limit in limits]
+
+    async def on_request(self, ex: Exchange) -> Verdict:
+        team = ex.team
+        if team is None or ex.team_name is None:
+            return ALLOW
+        prompt, completion = estimate_tokens(ex, self._default_max)
+        charges = self._charges(ex, team, prompt, completion)
+        ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
+        if not charges:
+            return ALLOW
+        try:
+            result = await self._store.reserve(ex.team_name, ex.request_id, charges, self._ttl, now=ex.received)
+        except StateUnavailable as exc:
+            if not self._fail_open:
+                return Verdict(Action.BLOCK, code="budget.state_unavailable", status=503, error_code="state_unavailable",
+                               message="the budget store is unreachable; refusing (state.on_error: closed)")
+            _log.warning("state_unavailable_fail_open", request_id=ex.request_id, error=str(exc))
+            ex.extra["budget"]["store"] = "memory_fallback"
+            result = await self._fallback.reserve(ex.team_name, ex.request_id, charges, self._ttl, now=ex.received)
+            flagged = Verdict(Action.FLAG, code="budget.state_unavailable",
+                              message="budget store unreachable: counted in this process only (state.on_error: open)")
+            if result.ok:
+                ex.extra["_budget_reserved"] = True
+                return flagged
+        else:
+            ex.extra["_budget_reserved"] = result.ok
+        ex.response_headers.update(ratelimit_headers(result.states, ex.received))
+        if result.ok:
+            return ALLOW
+        return self._refusal(result.denied, result.retry_after_s)
+
+    def _refusal(self, denied: CounterState | None, retry_after: float | None) -> Verdict:
+        assert denied is not None
+        limit = denied.limit
+        what = f"{limit.unit.value} {limit.window.value.replace('rate_', 'per ')}"
+        headers: list[tuple[str, str]] = []
+        if retry_after is not None:
+            headers.append(("retry-after", str(max(1, math.ceil(retry_after)))))
+        if limit.scope.startswith("session:"):
+            headers.append(("x-should-retry", "false"))
+            return Verdict(Action.BLOCK, code="loops.session_cap", status=429, error_code="loop_detected",
+                           message=f"loop guard: this session reached its cap of {limit.limit:g} {limit.unit.value}",
+                           headers=tuple(headers))
+        if limit.window.is_rate:
+            return Verdict(Action.BLOCK, code="budget.rate_limited", status=429, error_code="rate_limited",
+                           message=f"rate limit reached for {limit.scope}: {limit.limit:g} {what}; retry later",
+                           headers=tuple(headers))
+        headers.append(("x-should-retry", "false"))
+        return Verdict(Action.BLOCK, code="budget.exceeded", status=429, error_code="budget_exceeded",
+                       message=f"budget exceeded for {limit.scope}: {limit.limit:g} {limit.unit.value} per "
+                               f"{limit.window.value} (used {denied.used:g}, reserved {denied.reserved:g})",
+                       headers=tuple(headers))
+
+    def _actual(self, ex: Exchange) -> dict[str, Any] | None:
+        usage = ex.response.usage
+        if usage is not None:
+            return usage
+        if not ex.response.text and not ex.response.tool_calls:
+            return None  # nothing was delivered: release the whole reservation
+        # A stream cut before its usage chunk: charge the prompt and what was delivered.
+        est = ex.extra.get("budget", {}).get("estimate", {})
+        delivered = count_tokens(ex.response.text + "".join(c.arguments for c in ex.response.tool_calls),
+                                 ex.upstream_model or "gpt-4o")
+        return {"prompt_tokens": est.get("prompt_tokens", 0), "completion_tokens": delivered,
+                "total_tokens": est.get("prompt_tokens", 0) + delivered}
+
+    async def on_response(self, ex: Exchange) -> Verdict:
+        if not ex.final or not ex.extra.get("_budget_reserved") or ex.team is None or ex.team_name is None:
+            return ALLOW
+        store = self._fallback if ex.extra["budget"]["store"] == "memory_fallback" else self._store
+        usage = self._actual(ex)
+        try:
+            if usage is None:
+                await store.release(ex.team_name, ex.request_id)
+                ex.extra["budget"]["settled"] = "released"
+                return ALLOW
+            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+            actual = self._charges(ex, ex.team, prompt, completion)
+            await store.settle(ex.team_name, ex.request_id, actual)
+            ex.extra["budget"]["settled"] = {"prompt_tokens": prompt, "completion_tokens": completion}
+        except StateUnavailable:
+            # The reservation expires on its own (ttl); the usage of this request is lost to the budget.
+            ex.extra["budget"]["settled"] = "state_unavailable"
+            return Verdict(Action.FLAG, code="budget.settle_failed", message="could not settle: budget store unreachable")
+        return ALLOW
