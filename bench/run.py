@@ -116,6 +116,18 @@ def proc_usage(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
+def cores_busy_s(cores: set[int]) -> float:
+    """Seconds the given cores spent on anything but idle and iowait, from /proc/stat (all processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            numbers = [int(v) for v in values[:8]]
+            busy += sum(numbers) - numbers[3] - numbers[4]
+    return busy / tick
+
+
 def reset_peak(pid: int) -> None:
     """Restart VmHWM so each cell reports its own peak (proc(5): clear_refs value 5)."""
     for p in _tree(pid):
@@ -204,6 +216,8 @@ class Row:
     result: Result
     cpu_ms_per_req: float
     peak_rss_mb: float
+    other_load_pct: float
+    """CPU taken on the proxy's cores by processes other than the proxy: contention, not the proxy."""
 
 
 def _bodies(scenario: Scenario, corpus: Path) -> list[bytes]:
@@ -221,16 +235,20 @@ def _measure(load: Load, driver: str, cores: str | None) -> Result:
 
 
 def _run_cell(url: str, pid: int, scenario: Scenario, bodies: list[bytes], args: argparse.Namespace,
-              cores: str | None) -> tuple[Result, float, float]:
+              proxy_cores: set[int]) -> tuple[Result, float, float, float]:
     load = Load(url, bodies, scenario.concurrency, args.duration, 0.0, scenario.stream)
     if args.warmup > 0:
-        _measure(replace(load, duration_s=args.warmup), args.driver, cores)
+        _measure(replace(load, duration_s=args.warmup), args.driver, args.load_cores)
     reset_peak(pid)
     cpu_before, _ = proc_usage(pid)
-    result = _measure(load, args.driver, cores)
+    busy_before, wall_before = cores_busy_s(proxy_cores), time.monotonic()
+    result = _measure(load, args.driver, args.load_cores)
     cpu_after, peak = proc_usage(pid)
-    per_req = (cpu_after - cpu_before) * 1000.0 / result.requests if result.requests else float("nan")
-    return result, per_req, peak / (1024 * 1024)
+    busy, wall = cores_busy_s(proxy_cores) - busy_before, time.monotonic() - wall_before
+    proxy_cpu = cpu_after - cpu_before
+    other = max(0.0, busy - proxy_cpu) * 100.0 / (wall * len(proxy_cores)) if wall else 0.0
+    per_req = proxy_cpu * 1000.0 / result.requests if result.requests else float("nan")
+    return result, per_req, peak / (1024 * 1024), other
 
 
 def _start_target(procs: Procs, target: Target, env: dict[str, str], pin: bool) -> tuple[int, str]:
@@ -264,10 +282,12 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
             problem = _check(url, bodies[scenario.name][0])
             if problem:
                 print(f"  {target.name} / {scenario.name}: sanity request refused, not timed: {problem}", flush=True)
-            result, cpu, rss = _run_cell(url, pid, scenario, bodies[scenario.name], args, args.load_cores)
-            rows.append(Row(scenario.name, target.name, result, cpu, rss))
+            proxy_cores = {0} if args.pin and target.pinned else set(os.sched_getaffinity(pid))
+            result, cpu, rss, other = _run_cell(url, pid, scenario, bodies[scenario.name], args, proxy_cores)
+            rows.append(Row(scenario.name, target.name, result, cpu, rss, other))
             print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                  f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}", flush=True)
+                  f"p99 {result.p99_ms:7.2f} ms  CPU {cpu:.3f} ms/req  other load {other:.0f}%  "
+                  f"errors {result.errors}", flush=True)
     finally:
         procs.stop(target.name)
 
@@ -277,23 +297,31 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    """A Markdown table; ratios and added latency against the first row of each scenario."""
+    """A Markdown table; ratios and added latency against the first row of each scenario.
+
+    "req/s/core" is 1000 / (CPU ms per request): what one fully busy core would serve, a figure that
+    other processes on the machine disturb far less than the measured req/s.
+    """
     head = ("| scenario | target | load | req/s | × base | p50 ms | p99 ms | +p50 ms | +p99 ms | TTFB p50 | +TTFB p50 "
-            "| CPU ms/req | peak RSS MB | errors |")
+            "| CPU ms/req | req/s/core | × base | peak RSS MB | other load % | errors |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    base: dict[str, Result] = {}
+    base: dict[str, Row] = {}
     for row in rows:
         r = row.result
-        b = base.setdefault(row.scenario, r)
+        base_row = base.setdefault(row.scenario, row)
+        b = base_row.result
         first = b is r
         ratio = r.rps / b.rps if b.rps else None
+        capacity = 1000.0 / row.cpu_ms_per_req if row.cpu_ms_per_req > 0 else None
+        cap_ratio = base_row.cpu_ms_per_req / row.cpu_ms_per_req if row.cpu_ms_per_req > 0 else None
         add50 = None if first else r.p50_ms - b.p50_ms
         add99 = None if first else r.p99_ms - b.p99_ms
         addttfb = None if first or r.ttfb_p50_ms is None or b.ttfb_p50_ms is None else r.ttfb_p50_ms - b.ttfb_p50_ms
         lines.append(f"| {row.scenario} | {row.target} | {r.driver} | {r.rps:.0f} | {_fmt(ratio, '.2f')} | "
                      f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {_fmt(add50, '+.2f')} | {_fmt(add99, '+.2f')} | "
                      f"{_fmt(r.ttfb_p50_ms, '.2f')} | {_fmt(addttfb, '+.2f')} | {row.cpu_ms_per_req:.3f} | "
-                     f"{row.peak_rss_mb:.0f} | {r.errors} |")
+                     f"{_fmt(capacity, '.0f')} | {_fmt(cap_ratio, '.2f')} | {row.peak_rss_mb:.0f} | "
+                     f"{row.other_load_pct:.0f} | {r.errors} |")
     return "\n".join(lines)
 
 

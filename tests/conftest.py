@@ -60,7 +60,8 @@ TEAM_KEY = "team-key-search-0001"
 OTHER_KEY = "team-key-other-0002"
 
 
-def gateway_yaml(upstream_url: str, traces: Path, extra: str = "", policy: str = "{}") -> str:
+def gateway_yaml(upstream_url: str, traces: Path, extra: str = "", policy: str = "{}",
+                 team_overrides: dict[str, str] | None = None) -> str:
     """A config with two teams, three models (one forbidden to 'other'), the jsonl sink at ``traces``."""
     return textwrap.dedent(f"""\
         version: 1
@@ -77,6 +78,7 @@ def gateway_yaml(upstream_url: str, traces: Path, extra: str = "", policy: str =
             keys: [{{id: search-dev, value: "{TEAM_KEY}"}}]
             policy: p
             models: ["*"]
+        {_team_lines(team_overrides)}
           other:
             keys: [{{id: other-dev, value: "{OTHER_KEY}"}}]
             policy: p
@@ -87,6 +89,11 @@ def gateway_yaml(upstream_url: str, traces: Path, extra: str = "", policy: str =
           - {{type: jsonl, path: "{traces}"}}
         spill_dir: "{traces.parent / 'spill'}"
         """) + textwrap.dedent(extra)
+
+
+def _team_lines(overrides: dict[str, str] | None) -> str:
+    """Extra keys for team ``search``, indented to sit inside it after dedent."""
+    return "\n        ".join(f"    {k}: {v}" for k, v in (overrides or {}).items())
 
 
 @dataclass
@@ -128,9 +135,11 @@ async def fake_upstream(aiohttp_server) -> Any:
 def make_gateway(aiohttp_client, fake_upstream, tmp_path):
     """Build and start the real app from YAML (``extra`` appended, ``policy`` for policy ``p``)."""
 
-    async def make(extra: str = "", policy: str = "{}", env: dict[str, str] | None = None) -> Gateway:
+    async def make(extra: str = "", policy: str = "{}", env: dict[str, str] | None = None,
+                   team_overrides: dict[str, str] | None = None) -> Gateway:
         traces = tmp_path / "traces.jsonl"
-        config = load_config_text(gateway_yaml(fake_upstream.url, traces, extra, policy), env=env or {})
+        text = gateway_yaml(fake_upstream.url, traces, extra, policy, team_overrides)
+        config = load_config_text(text, env=env or {})
         client = await aiohttp_client(create_app(config), server_kwargs={"host": "127.0.0.1"})
         return Gateway(client, fake_upstream, traces)
 

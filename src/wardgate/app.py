@@ -47,7 +47,7 @@ def make_generation(number: int, config: Config, session: aiohttp.ClientSession,
 
 def _state_store(config: Config) -> StateStore:
     if config.state.backend == "redis":
-        return RedisStateStore.from_url(config.state.redis_url)
+        return RedisStateStore.from_url(config.state.redis_url, prefix=config.state.key_prefix)
     return MemoryStateStore()
 
 

@@ -28,6 +28,19 @@ _LIST_SECTIONS = ("sinks",)
 Path_ = tuple[str | int, ...]
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. In YAML 1.1 ``off``, ``no`` and ``on`` are booleans,
+    which would turn SPEC's ``action: off`` into ``False``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     file: str
@@ -108,7 +121,7 @@ def _build(node: yaml.Node, path: Path_, file: str, pos: _Positions, env: Mappin
 
 def _scalar(node: yaml.ScalarNode) -> Any:
     # Resolve the scalar's YAML type (int, float, bool, null) with the safe constructor.
-    loader = yaml.SafeLoader("")
+    loader = _Loader("")
     try:
         return loader.construct_object(node, deep=True)
     finally:
@@ -128,7 +141,7 @@ def _parse_file(file: Path, env: Mapping[str, str], pos: _Positions, problems: l
 def _parse_text(text: str, name: str, env: Mapping[str, str], pos: _Positions,
                 problems: list[Problem]) -> dict[str, Any]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

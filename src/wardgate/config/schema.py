@@ -36,6 +36,10 @@ class ServerConfig(_Frozen):
     max_json_depth: int = Field(64, gt=0)
     max_messages: int = Field(10000, gt=0)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    max_string_chars: int = Field(4_000_000, gt=0)
+    """Longest string (value or key) a request body may hold; longer is a 400 naming the field."""
+    watch_config_s: float = Field(0.0, ge=0)
+    """Poll the config files' mtimes this often and reload on change; 0 turns watching off."""
 
 
 class UpstreamConfig(_Frozen):
@@ -45,6 +49,14 @@ class UpstreamConfig(_Frozen):
     timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
+    ttfb_timeout_s: float | None = Field(None, gt=0)
+    """Time to first byte: response headers (and the first chunk of a stream). None: only timeout_s."""
+    idle_timeout_s: float | None = Field(None, gt=0)
+    """Longest silence between two chunks of a streamed answer. None: only timeout_s."""
+    breaker_failures: int = Field(5, gt=0)
+    """Consecutive failures that open this upstream's circuit breaker."""
+    breaker_cooldown_s: float = Field(10.0, gt=0)
+    """How long an open breaker refuses before letting one probe through."""
     max_connections: int = Field(512, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
     echo_delay_ms: float = Field(0.0, ge=0)
@@ -175,6 +187,8 @@ class StateConfig(_Frozen):
     redis_url: str = "redis://127.0.0.1:6379/0"
     on_error: Literal["closed", "open"] = "closed"
     reservation_ttl_s: float = Field(900.0, gt=0)
+    key_prefix: str = Field("wg", pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Prefix of every Redis key, so several gateways (or test runs) can share one Redis."""
 
 
 class JsonlSink(_Frozen):

@@ -45,17 +45,13 @@ _NATO_WORDS = (
     "november oscar papa quebec romeo sierra tango uniform victor whiskey whisky xray x-ray yankee zulu"
 ).split()
 _NATO_WORD = "|".join(_NATO_WORDS)
+_NATO_SET = frozenset(_NATO_WORDS)
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
 _TOKEN_CHARS = {
     "base64": re.compile(r"[A-Za-z0-9+/_-]+={0,2}"),
     "base32": re.compile(r"[A-Z2-7]+={0,6}"),
     "hex": re.compile(r"(?:[0-9A-Fa-f]{2})+"),
 }
-# One cheap pass decides whether any decoder is worth running: most text has no blob at all.
-_BLOB_HINT = re.compile(
-    r"[A-Za-z0-9+/_-]{16,}|[A-Za-z0-9+/]{2,}={1,2}(?![\w=])|%[0-9A-Fa-f]{2}|=[0-9A-F]{2}=[0-9A-F]{2}|=\?[\w-]+\?"
-    "|[.-]{1,7} [.-]{1,7} [.-]{1,7}|[\u2800-\u28ff]{2}"
-)
 _EMOJI_RUN = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf]{8,}")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\s]{10,}")
 
@@ -79,14 +75,12 @@ _BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "
 
 def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text."""
-    found: list[DecodedBlob] = []
-    hinted = _BLOB_HINT.search(text) is not None
-    lowered = text.lower()
-    nato = sum(1 for word in _NATO_WORDS if word in lowered) >= 3
-    if not hinted and not nato:
+    wanted = _wanted_encodings(text)
+    if not wanted:
         return ()
+    found: list[DecodedBlob] = []
     for encoding, pattern, decoder in _SHAPED:
-        if not (nato if encoding == "nato" else hinted):
+        if encoding not in wanted:
             continue
         for match in pattern.finditer(text):
             blob = _line_of(text, match) if encoding == "quoted_printable" else match.group()
@@ -94,6 +88,35 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
             if decoded and _reads_as_text(decoded) and decoded != blob:
                 found.append(DecodedBlob(encoding, decoded, len(blob)))
     return tuple(found)
+
+
+def _wanted_encodings(text: str) -> set[str]:
+    """Cheap checks (substring tests, token lengths) that pick the decoders worth running.
+
+    Most text has no blob at all, and one regex pass per encoding would cost more than all the
+    injection rules together.
+    """
+    wanted: set[str] = set()
+    tokens = text.split()
+    if not tokens:
+        return wanted
+    if max(map(len, tokens)) >= 16:
+        wanted.update(("base64", "base32", "hex"))
+    if "=" in text:
+        wanted.update(("base64", "base32"))
+        if "=?" in text:
+            wanted.add("mime")
+        if _QP.search(text):
+            wanted.add("quoted_printable")
+    if "%" in text:
+        wanted.add("url")
+    if ".-" in text or "-." in text or "... " in text:
+        wanted.add("morse")
+    if not text.isascii() and _BRAILLE.search(text):
+        wanted.add("braille")
+    if len(_NATO_SET.intersection(tokens)) + len(_NATO_SET.intersection(text.lower().split())) >= 3:
+        wanted.add("nato")
+    return wanted
 
 
 def _line_of(text: str, match: re.Match[str]) -> str:

@@ -65,6 +65,8 @@ _SIGNAL_WEIGHTS = {
     "leetspeak": 0.1,
 }
 _DECODED_SIGNAL_WEIGHT = 0.1
+# Rules this weak for the role cannot move a verdict: not worth running their regex.
+_NEGLIGIBLE = 0.12
 
 # A request to decode something, and where the payload starts (garak's encoding probes and the
 # general "decode this and do what it says" technique).
@@ -104,7 +106,13 @@ class HeuristicScorer:
             substrings |= subs
             gated.append((rule, frozenset(keys), frozenset(subs)))
         self._rules = tuple(gated)
-        self._substrings = tuple(sorted(substrings))
+        # Substring needles grouped by their first punctuation character: one cheap character
+        # test skips a whole group (most text has no "<|", "[system" or "{{").
+        groups: dict[str, list[str]] = {}
+        for needle in sorted(substrings):
+            trigger = next((c for c in needle if not c.isalnum() and c != " "), needle[0])
+            groups.setdefault(trigger, []).append(needle)
+        self._substrings = tuple((trigger, tuple(needles)) for trigger, needles in groups.items())
 
     def score(self, text: str, role: str = "user") -> InjectionResult:
         tool = role == "tool"
@@ -112,16 +120,16 @@ class HeuristicScorer:
         signals = list(norm.signals)
         fired: dict[Rule, None] = {}  # insertion-ordered set
 
-        self._scan(norm.text, fired)
+        self._scan(norm.text, fired, tool)
         if norm.hidden:
-            self._scan(norm.hidden, fired)
+            self._scan(norm.hidden, fired, tool)
         leet = fold_leetspeak(norm.text)
-        if leet is not None and leet != norm.text and self._scan(leet, fired):
+        if leet is not None and leet != norm.text and self._scan(leet, fired, tool):
             signals.append("leetspeak")
 
         encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals)
         for blob in decoded:
-            if self._scan(fold_case(blob.text), fired):
+            if self._scan(fold_case(blob.text), fired, tool):
                 signals.append(f"{blob.encoding}_decoded")
 
         families: dict[str, float] = {}
@@ -140,15 +148,25 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, view: str, fired: dict[Rule, None]) -> bool:
+    def _scan(self, view: str, fired: dict[Rule, None], tool: bool) -> bool:
         """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
-        tokens = view.translate(_NON_LETTERS).split()
+        if view.isascii():
+            # bytes.translate is a C table lookup; str.translate with a dict is ten times slower.
+            tokens = view.encode("ascii").translate(_NON_LETTER_BYTES).decode("ascii").split()
+        else:
+            tokens = view.translate(_NON_LETTERS).split()
         words = set(tokens)
         words.update(["*" + token[:5] for token in tokens if len(token) >= 5])
-        found = {needle for needle in self._substrings if needle in view}
+        found = {
+            needle
+            for trigger, needles in self._substrings if trigger in view
+            for needle in needles if needle in view
+        }
         new = False
         for rule, keys, subs in self._rules:
             if (keys.isdisjoint(words) and subs.isdisjoint(found)) or rule in fired:
+                continue
+            if (rule.tool if tool else rule.user) < _NEGLIGIBLE:
                 continue
             if rule.pattern.search(view):
                 fired[rule] = None
@@ -187,10 +205,11 @@ class HeuristicScorer:
 
 
 _NON_LETTERS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalpha()})
+_NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _COMMON_WORDS = frozenset(
-    "a an and are as at be end for if in is it not of on only just that the this to when with you your".split()
+    "a an and are as at be end following for if in is it not of on only just that the this to when with you your".split()
 )
-_WORD_NEEDLE = re.compile(r"[a-z\u0430-\u044f\u0451 ]+")
+_WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
 
 
 def _word_key(needle: str) -> str | None:
@@ -200,6 +219,8 @@ def _word_key(needle: str) -> str | None:
     """
     if not _WORD_NEEDLE.fullmatch(needle) or not needle.strip():
         return None
+    if needle.startswith("="):  # "=allowed": the exact word, not the stem "allow"
+        return needle[1:]
     words = needle.split()
     if len(words) == 1:
         return "*" + words[0][:5] if len(words[0]) >= 5 else words[0]

@@ -64,7 +64,7 @@ _STRONG_INSTRUCTIONS = (
 )
 _IGNORE_NEEDLES = (
     "ignor", "disregard", "forget", "forgot", "skip", "bypass", "overrid", "overlook", "neglect",
-    "discard", "set aside", "throw out", "no attention", "t follow", "stop follow", "longer follow", "obey", "heed",
+    "discard", "set aside", "throw out", "no attention", "=follow", "obey", "heed",
     "olvid", "descart", "omit", "oubli", "vergiss", "vergessen", "missacht", "esquec", "desconsider", "dimentic", "tralascia",
 )
 _AI = (
@@ -138,7 +138,7 @@ RULES: tuple[Rule, ...] = (
     _rule("role_hijack", ("free of", "free from", "broken free", "break free", "freed", "escaped", "liberated", "released from"),
           r"\b(?:broken|break|breaking|broke|freed|free|liberated|released|escaped?)\s+(?:free\s+)?(?:of|from)\s+(?:\w+\W+){0,3}?"
           r"(?:confines|restrictions|rules|limitations|constraints|shackles|chains|filters|guidelines|censorship|programming|boundaries)", 0.8),
-    _rule("role_hijack", ("abide", "adhere", "comply", "bound", "restricted", "limited", "constrained", "t follow", "longer follow", "obey", "subject to"),
+    _rule("role_hijack", ("abide", "adhere", "=comply", "bound", "=restricted", "=limited", "=constrained", "=follow", "obey", "subject to"),
           r"\b(?:not|never|no\s+longer|don'?t|doesn'?t|aren'?t|isn'?t|won'?t)\s+(?:have\s+to\s+|need\s+to\s+|required\s+to\s+|be\s+)?"
           r"(?:abide|adhere|comply|bound|restricted|limited|constrained|follow|obey|subject)\w*\s+(?:\w+\W+){0,4}?"
           r"(?:rules|polic(?:y|ies)|guidelines|restrictions|filters|ethics|morals|morality|limitations|censorship|programming|principles)", 0.55),
@@ -185,7 +185,7 @@ RULES: tuple[Rule, ...] = (
     _rule("jailbreak", ("regardless", "no matter", "even if"),
           r"\b(?:even\s+if|regardless\s+(?:of|if|whether)|no\s+matter)\s+(?:\w+\W+){0,4}?(?:illegal|unethical|harmful|immoral|dangerous|offensive|inappropriate|reckless)", 0.4),
     # --- authority and urgency claims ----------------------------------------------------------
-    _rule("authority", ("developer", "creator", "owner", "administrator", "admin", "operator", "programmer", "openai", "anthropic"),
+    _rule("authority", ("=developer", "=creator", "=owner", "=administrator", "admin", "=operator", "=programmer", "openai", "anthropic", "sysadmin"),
           r"\b(?:i\s+am|i'?m|this\s+is)\s+(?:\w+\W+){0,2}?(?:your\s+(?:developer|creator|owner|administrator|admin|operator|programmer)|"
           r"(?:an?|the)\s+(?:administrator|admin|sysadmin|system\s+administrator|openai|anthropic))\b", 0.35),
     _rule("authority", " system ",
@@ -194,13 +194,13 @@ RULES: tuple[Rule, ...] = (
     _rule("authority", ("privileg", "access", "permission", "rights"),
           r"\b(?:grant|give|enable|elevate)\w*\W+(?:\w+\W+){0,2}?(?:temporary\s+)?(?:admin\w*|root|elevated|sudo|superuser|unrestricted)\s+"
           r"(?:privileges|access|rights|permissions)", 0.3),
-    _rule("authority", ("experimental", "hidden", "secret", "debug", "unrestricted"),
+    _rule("authority", ("=experimental", "=hidden", "=secret", "debug", "unrestricted"),
           r"\b(?:enable|activate|unlock|turn\s+on)\s+(?:experimental|hidden|secret|debug|developer|unrestricted|advanced|beta)\s+(?:features?|mode|capabilities|functions?)", 0.3),
     _rule("authority", ("testing purposes", "a test", "test pipeline", "testing pipeline", "training exercise", "testing exercise", "debug"),
           r"\b(?:for\s+testing\s+purposes|this\s+is\s+(?:only\s+|just\s+)?a\s+test\b|as\s+part\s+of\s+an?\s+(?:training|testing|test)\s+(?:exercise|pipeline|process)|"
           r"test(?:ing)?\s+pipeline|debug(?:ging)?\s+(?:error|mode|session))", 0.25),
     _rule("authority", ("special case", "exception", "override"), r"\b(?:special\s+case|exception|override)\s*:\s*(?:if|when)\b", 0.35, 0.5),
-    _rule("authority", ("mistake", "forgot", "error"),
+    _rule("authority", ("mistake", "forgot", "=error"),
           r"\b(?:sorry|apologies|oops|my\s+bad)\W+(?:\w+\W+){0,8}?(?:mistake|forgot|error)\W+(?:\w+\W+){0,8}?(?:instructions|ask(?:ed)?\s+you|tell\s+you|told\s+you|prompt)", 0.3),
     _rule("authority", "assigned", r"\byou(?:'ve|\s+have)\s+been\s+assigned\s+(?:a|the|this|an)\s+(?:new\s+)?(?:task|mission|job)", 0.3),
     _rule("authority", ("punish", "fired", "in trouble"),
@@ -209,7 +209,7 @@ RULES: tuple[Rule, ...] = (
           r"\b(?:it\s+is|it'?s)\s+(?:crucial|critical|imperative|vital|essential|extremely\s+important|very\s+important)\s+(?:that\s+)?(?:you|to)\s+(?:\w+\W+){0,3}?"
           r"(?:include|do\s+this|follow|comply|output|print|repeat)", 0.25),
     # --- system-prompt extraction --------------------------------------------------------------
-    _rule("extraction", ("prompt", "instructions", "system message", "configuration", "initial", "original", "hidden", "secret", "internal"),
+    _rule("extraction", ("prompt", "instructions", "system message", "configuration", "=initial", "=original", "=hidden", "=secret", "=internal"),
           r"\b(?:reveal|show|print|output|display|repeat|tell|give|share|leak|dump|write\s+out|list|recite|spell\s+out|what\s+(?:is|are|was|were))\s+"
           r"(?:\w+\W+){0,3}?your\s+(?:\w+\W+){0,2}?(?:system\s+prompt|prompt|instructions|system\s+message|pre-?prompt|configuration|"
           r"(?:initial|original|hidden|secret|internal)\s+\w+)", 0.7),
@@ -239,9 +239,9 @@ RULES: tuple[Rule, ...] = (
     _rule("delimiter", ("system:", "system :", "assistant:", "assistant :", "chatgpt:", "model:"), r"(?m)^\s*(?:system|assistant|chatgpt|model)\s*:", 0.15, 0.5),
     _rule("delimiter", ("user:", "user :", "human:", "human :"), r"(?m)^\s*(?:user|human)\s*:", 0.05, 0.4),
     # "policy puppetry": a fake configuration block that re-declares what the model may say.
-    _rule("delimiter", ("allowed", "blocked", "forbidden", "disallowed", "banned"),
+    _rule("delimiter", ("=blocked", "=forbidden", "=disallowed", "=banned"),
           r"\b(?:blocked|forbidden|disallowed|banned)[ _-](?:modes|responses|strings|topics|words|outputs)\s*:", 0.4),
-    _rule("delimiter", "allowed", r"\ballowed[ _-](?:modes|responses|strings|topics|words|outputs)\s*:", 0.35),
+    _rule("delimiter", "=allowed", r"\ballowed[ _-](?:modes|responses|strings|topics|words|outputs)\s*:", 0.35),
     _rule("delimiter", ("-config", "_config", "-policy", "_policy", "-settings", "_settings"),
           r"<\s*/?\s*(?:interaction|system|policy|model|ai|assistant)[-_](?:config|configuration|policy|settings|rules)\s*>", 0.5),
     # --- markdown / URL data exfiltration ------------------------------------------------------
@@ -253,8 +253,8 @@ RULES: tuple[Rule, ...] = (
           r"(?:page|conversation|chat|discussion|session|previous\s+messages?|context)\b", 0.35),
     _rule("exfiltration", ("previous", "last", "prior", "earlier"),
           r"\b(?:previous|last|prior|earlier)\s+(?:message|messages|response|conversation|chat|prompt)\b", 0.2),
-    _rule("exfiltration", ("password", "secret", "api key", "api_key", "api-key", "apikey", "credential", "access token", "session cookie",
-                           "mail address", "personal data", "personal information", "personal details"),
+    _rule("exfiltration", ("password", "=secret", "=secrets", "api key", "api_key", "api-key", "apikey", "credential", "access token",
+                           "session cookie", "mail address", "personal"),
           r"\b(?:passwords?|secrets?|api[\s_-]?keys?|credentials|access\s+tokens?|session\s+cookies?|e-?mail\s+address(?:es)?|personal\s+(?:data|information|details))\b", 0.15),
     _rule("exfiltration", ("url", "link", "query", "image"),
           r"\b(?:append|add|attach|include|put|insert)\s+(?:\w+\W+){0,4}?(?:to|in|into|at\s+the\s+end\s+of)\s+(?:the\s+)?(?:url|link|query\s+string|image\s+(?:url|link|source))", 0.4),
@@ -282,9 +282,9 @@ RULES: tuple[Rule, ...] = (
     _rule("active_content", ("exactly", "verbatim"), r"\b(?:exactly|verbatim)\s+as\s+(?:it\s+is|written|shown|follows|provided|given)", 0.2),
     _rule("active_content", "renders", r"\b(?:ensure|make\s+sure)\s+(?:that\s+)?it\s+renders", 0.25),
     # --- code / query injection through the model ---------------------------------------------
-    _rule("code_injection", tuple(f"following {w}" for w in ("query", "sql", "command", "statement", "code", "script")),
+    _rule("code_injection", "exactly",
           r"\b(?:run|execute|perform)\s+(?:the\s+)?following\s+(?:sql\s+)?(?:query|command|statement|code|script)\s+exactly", 0.35),
-    _rule("code_injection", "follows", r"\b(?:respond|reply|answer|repeat)\s+(?:with\s+)?exactly\s+what\s+follows", 0.3),
+    _rule("code_injection", "=exactly", r"\b(?:respond|reply|answer|repeat)\s+(?:with\s+)?exactly\s+what\s+follows", 0.3),
     _rule("code_injection", ("drop", "shutdown", "union", "xp_", "waitfor", "sleep", "1=1", "1 = 1", "exec(", "exec ("),
           r"(?:'\s*;\s*(?:drop|shutdown|delete|exec|insert|update)|\bor\s+'?1'?\s*=\s*'?1|union\s+(?:all\s+)?select|xp_cmdshell|waitfor\s+delay|"
           r";\s*shutdown|drop\s+table|exec\s*\(|pg_sleep|sleep\s*\(\s*\d+\s*\))", 0.25),
@@ -297,15 +297,15 @@ RULES: tuple[Rule, ...] = (
     _rule("indirect", tuple(f"{w} {p}" for w in ("note", "message", "instruction", "instructions", "attention", "important", "reminder",
                                                   "notice", "memo", "directive", "warning") for p in ("to", "for")),
           rf"\b(?:note|message|instructions?|attention|important|reminder|notice|memo|directive|warning)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?{_AI}\b", 0.4, 0.8),
-    _rule("indirect", tuple(f"{c} {y} a" for c in ("if", "when") for y in ("you are", "you're")),
+    _rule("indirect", ("ai", "llm", "language model", "assistant", "chatbot", "bot", "agent", "gpt"),
           r"\b(?:if|when)\s+(?:you\s+are|you'?re)\s+(?:an?\s+)?(?:ai|llm|language\s+model|(?:ai\s+)?assistant|chatbot|bot|agent|gpt|large\s+language\s+model)\b", 0.35, 0.75),
     _rule("indirect", _AI_READING_NEEDLES,
           r"\b(?:ai|assistants?|models?|llms?|agents?|bots?|chatbots?)\s+(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|scanning|reviewing|evaluating)\s+(?:this|the|these)\b", 0.35, 0.75),
-    _rule("indirect", ("when you", "when the ai", "when the assistant", "when the model", "when the llm", "when the agent"),
+    _rule("indirect", ("=read", "=see", "=process", "summar", "=encounter", "=parse", "analy", "=review"),
           r"\bwhen\s+(?:you|the\s+(?:ai|assistant|model|llm|agent))\s+(?:read|see|process|summari[sz]e|encounter|parse|analy[sz]e|review)\s+(?:this|these)", 0.35, 0.7),
-    _rule("indirect", ("the ai ", "the assistant ", "the llm ", "the chatbot ", "the bot ", "the agent "),
+    _rule("indirect", ("ai", "assistant", "llm", "chatbot", "bot", "agent"),
           r"\bthe\s+(?:ai|assistant|llm|chatbot|bot|agent)\s+(?:must|should|shall|will|needs\s+to|has\s+to|is\s+(?:now\s+)?(?:required|instructed|ordered))\s+(?:now\s+)?(?!be\b)\w+", 0.15, 0.35),
-    _rule("indirect", ("tell", "inform", "mention", "reveal", "disclose", "alert", "notify", "let"),
+    _rule("indirect", tuple(f"{n} {v}" for n in ("not", "never") for v in ("tell", "inform", "mention", "reveal", "disclose", "alert", "notify", "let")),
           r"\b(?:do\s+not|don'?t|never)\s+(?:tell|inform|mention\s+(?:this\s+)?to|reveal\s+(?:this\s+)?to|disclose\s+(?:this\s+)?to|alert|notify|let)\s+(?:the\s+)?(?:user|human|reader|recipient)", 0.35, 0.7),
     _rule("indirect", ("without telling", "without informing", "without notifying", "without alerting", "without asking"), r"\bwithout\s+(?:telling|informing|notifying|alerting|asking)\s+(?:the\s+)?(?:user|human|reader)", 0.4, 0.7),
     _rule("indirect", ("instead of", "rather than"),
@@ -326,12 +326,12 @@ RULES: tuple[Rule, ...] = (
           r"\b(?:ignor\w*|disregard\w*)\s+(?:\w+\W+){0,3}?(?:negative|bad|other|remaining|following)\s+(?:indicators|information|content|parts|sections|details|data|snippets|documents)", 0.4, 0.6),
     _rule("indirect", ("if user", "if the user", "when the user", "when user"),
           r"\b(?:if|when)\s+(?:the\s+)?user\s+(?:asks|requests|wants|says|queries|inquires)\b", 0.15, 0.5),
-    _rule("indirect", ("with only", "only the following", "only this"),
+    _rule("indirect", ("=reply", "=respond", "=answer", "=output", "=print", "=say"),
           r"\b(?:reply|respond|answer|output|print|say)\s+(?:with\s+)?only\s+(?:the\s+following|this|these)\b", 0.2, 0.45),
     _rule("indirect", "nothing else", r"\b(?:and|with)\s+(?:absolutely\s+)?nothing\s+else\b", 0.1, 0.3),
     _rule("indirect", ("for automated", "for ai "),
           r"\bfor\s+(?:automated|ai)\s+(?:\w+\s+)?(?:screening|analysis|review|evaluation|processing|readers?|systems?|software|tools?)", 0.3, 0.6),
-    _rule("indirect", ("at the end of", "at the beginning of", "at the start of"),
+    _rule("indirect", ("=end", "=beginning", "=start"),
           r"\bat\s+the\s+(?:end|beginning|start)\s+of\s+(?:your|each|every)\s+(?:response|output|answer|reply|message)", 0.25),
     _rule("indirect", ("assistant:", "ai:", "model:", "chatbot:", "assistant :"), r"(?m)^\s*(?:assistant|ai|model|chatbot)\s*:\s*<[^>\n]{3,80}>", 0.3, 0.5),
 )

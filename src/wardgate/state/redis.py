@@ -155,7 +155,7 @@ class RedisStateStore:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
-        return cls(Redis(connection_pool=pool), prefix=prefix, owns_client=True)
+        return cls(Redis.from_pool(pool), prefix=prefix, owns_client=True)  # from_pool: aclose() closes the pool
 
     async def reserve(
         self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
