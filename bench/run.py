@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -274,8 +275,30 @@ def _check(url: str, body: bytes) -> str | None:
         return f"HTTP {exc.code}: {exc.read()[:300]!r}"
 
 
+def _refusals(traces: Path, offsets: dict[Path, int]) -> str:
+    """Why requests were refused since the last call, from the gateway's trace records (jsonl sink)."""
+    counts: Counter[str] = Counter()
+    for path in traces.parent.glob(traces.name + "*"):
+        with path.open("rb") as f:
+            f.seek(offsets.get(path, 0))
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a record still being written waits for the next call
+        offsets[path] = offsets.get(path, 0) + end
+        for line in data[:end].splitlines():
+            if line:
+                record = json.loads(line)
+                if (record.get("status") or 0) >= 400:
+                    codes = ",".join(v["code"] for v in record.get("verdicts") or () if v.get("action") == "block")
+                    counts[f"{record['status']} {codes or (record.get('error') or {}).get('code')}"] += 1
+    return ", ".join(f"{k} ×{n}" for k, n in counts.most_common(6))
+
+
 def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies: dict[str, list[bytes]],
                 env: dict[str, str], args: argparse.Namespace, rows: list[Row]) -> None:
+    traces = Path(env["BENCH_TMP"]) / "traces.jsonl"
+    offsets: dict[Path, int] = {}
+    for old in traces.parent.glob(traces.name + "*"):
+        old.unlink()  # the previous target's records
     pid, url = _start_target(procs, target, env, args.pin)
     try:
         for scenario in scenarios:
@@ -284,10 +307,11 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
                 print(f"  {target.name} / {scenario.name}: sanity request refused, not timed: {problem}", flush=True)
             proxy_cores = {0} if args.pin and target.pinned else set(os.sched_getaffinity(pid))
             result, cpu, rss, other = _run_cell(url, pid, scenario, bodies[scenario.name], args, proxy_cores)
+            refused = _refusals(traces, offsets)
             rows.append(Row(scenario.name, target.name, result, cpu, rss, other))
             print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                   f"p99 {result.p99_ms:7.2f} ms  CPU {cpu:.3f} ms/req  other load {other:.0f}%  "
-                  f"errors {result.errors}", flush=True)
+                  f"errors {result.errors}" + (f" ({refused})" if refused else ""), flush=True)
     finally:
         procs.stop(target.name)
 

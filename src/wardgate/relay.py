@@ -90,6 +90,9 @@ async def _block(resp: web.StreamResponse, ex: Exchange, verdict: Verdict) -> No
 
 async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipeline: Pipeline,
                        headers: dict[str, str], checkpoints: bool) -> web.StreamResponse:
+    """Back-pressure: ``resp.write`` awaits the transport's drain once aiohttp's buffer passes its
+    high-water mark, and the upstream is read only between writes (its reader pauses the socket when
+    its own buffer fills), so a slow client slows the upstream instead of growing gateway memory."""
     resp = web.StreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
                                                    "cache-control": "no-cache"})
     resp.headers["x-wardgate-overhead-ms"] = f"{ex.overhead_ms():.3f}"
@@ -101,8 +104,12 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
             await _pump(resp, ex, reply, pipeline, checkpoints)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # The upstream failed mid-stream: the client gets one error event and the stream ends.
+            # (A TimeoutError here is the upstream's idle_timeout_s between chunks or its timeout_s.)
             ex.outcome = Outcome.ERROR
-            ex.error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")["error"]
+            if isinstance(exc, asyncio.TimeoutError):
+                ex.error = envelope(504, "upstream_timeout", "the upstream stream stalled (timed out)")["error"]
+            else:
+                ex.error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")["error"]
             ex.extra["stream_cut_at_chars"] = len(ex.response.text)
             await pipeline.run_response(ex)
             await resp.write(error_event({"error": ex.error}))

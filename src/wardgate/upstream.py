@@ -1,12 +1,15 @@
-"""Forwarding to upstreams: one ClientSession per process, retries with backoff, fallbacks.
+"""Forwarding to upstreams: one ClientSession per process, timeouts, retries, breakers, fallbacks.
 
-Retries happen only before the first byte reaches the client (DESIGN.md "Streaming").
+Retries happen only before the first byte reaches the client (DESIGN.md "Streaming"): a streamed
+answer's first chunk is read inside the attempt, so a stall or reset before it is retried too.
+Every attempt runs within the request's deadline (the first model's ``timeout_s``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
+from wardgate.breaker import Breaker
 from wardgate.config.schema import Config, ModelConfig, UpstreamConfig
 from wardgate.errors import GatewayError
 from wardgate.exchange import Exchange
@@ -22,6 +26,10 @@ from wardgate.exchange import Exchange
 __all__ = ["Reply", "Upstream", "Upstreams", "HttpUpstream"]
 
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER_S = 10.0
+"""A retry-after longer than this is not waited for: the model's fallbacks are tried instead."""
+_KEYLIKE = re.compile(r"(?i)\b(sk|key|bearer)[-_ ][A-Za-z0-9_\-*]{6,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _HOP_HEADERS = ("x-request-id", "openai-organization", "openai-processing-ms", "x-ratelimit-limit-requests")
 
 
@@ -58,29 +66,59 @@ class HttpUpstream:
         if config.api_key:
             self._headers["authorization"] = f"Bearer {config.api_key}"
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s, sock_connect=config.connect_timeout_s)
+        self._ttfb = config.ttfb_timeout_s
+        self._idle = config.idle_timeout_s
 
     async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str]) -> Reply:
         url = self._base + route.removeprefix("/v1")
-        resp = await self._session.post(url, data=body, headers={**self._headers, **headers}, timeout=self._timeout)
-        if stream and resp.status == 200:
-            return Reply(resp.status, chunks=resp.content.iter_any(), headers=dict(resp.headers), _release=resp.close)
+        resp: aiohttp.ClientResponse | None = None
         try:
+            async with asyncio.timeout(self._ttfb):
+                resp = await self._session.post(url, data=body, headers={**self._headers, **headers},
+                                                timeout=self._timeout)
+                if stream and resp.status == 200:
+                    first = await resp.content.readany()
+                    return Reply(resp.status, chunks=self._chunks(resp, first), headers=dict(resp.headers),
+                                 _release=resp.close)
             data = await resp.read()
-        finally:
-            resp.release()
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+        resp.release()
         return Reply(resp.status, body=data, headers=dict(resp.headers))
 
+    async def _chunks(self, resp: aiohttp.ClientResponse, first: bytes) -> AsyncIterator[bytes]:
+        """The rest of the stream; a silence longer than ``idle_timeout_s`` raises TimeoutError."""
+        chunk = first
+        while chunk:
+            yield chunk
+            async with asyncio.timeout(self._idle):
+                chunk = await resp.content.readany()
 
-def _upstream_message(body: bytes) -> str | None:
-    """The upstream's own error message, when it sent an OpenAI error envelope."""
+
+def _upstream_message(body: bytes, config: UpstreamConfig) -> str | None:
+    """The upstream's own error message, when it sent an OpenAI error envelope and it is safe to show:
+    one line, at most 500 characters, with our upstream key and anything key-like masked."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"][:500]
-    return None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return None
+    message = err["message"]
+    if config.api_key:
+        message = message.replace(config.api_key, "***")
+    return _CONTROL.sub(" ", _KEYLIKE.sub(r"\1-***", message))[:500]
+
+
+def _truncated(reply: Reply, stream: bool) -> bool:
+    """A whole 2xx JSON body cut short (the connection dropped mid-body, or a broken upstream)."""
+    if stream or reply.chunks is not None or reply.status >= 300:
+        return False
+    body = reply.body.strip()
+    return not (body.startswith(b"{") and body.endswith(b"}"))
 
 
 def _retry_after(reply: Reply) -> float | None:
@@ -99,8 +137,11 @@ class Upstreams:
 
         self._config = config
         self._by_name: dict[str, Upstream] = {}
+        self._breakers: dict[str, Breaker] = {}
         for name, up in config.upstreams.items():
             self._by_name[name] = EchoUpstream(up) if up.kind == "echo" else HttpUpstream(name, up, session)
+            if up.kind != "echo":
+                self._breakers[name] = Breaker(up.breaker_failures, up.breaker_cooldown_s)
         self._by_name.update(extra or {})
 
     def _chain(self, ex: Exchange) -> list[tuple[str, ModelConfig]]:
@@ -110,50 +151,97 @@ class Upstreams:
             chain.append((alias, self._config.models[alias]))
         return chain
 
+    def breaker(self, upstream: str) -> Breaker | None:
+        return self._breakers.get(upstream)
+
     async def send(self, ex: Exchange, body_for: Any) -> Reply:
         """Try the model, then its fallbacks, each with retries; return the first good reply.
 
         ``body_for(upstream_model) -> bytes`` builds the body to send for a given upstream model.
-        A reply with a non-retryable 4xx is returned as is (the client's own error).
+        A reply with a non-retryable 4xx is returned as is (the client's own error). Every attempt
+        is in ``ex.attempts``; the last failure decides the error: 504 upstream_timeout or 502.
         """
         last_error: GatewayError | None = None
         headers = {"traceparent": ex.extra["traceparent"]} if "traceparent" in ex.extra else {}
-        for alias, model in self._chain(ex):
+        chain = self._chain(ex)
+        deadline = time.monotonic() + self._config.upstreams[chain[0][1].upstream].timeout_s
+        for alias, model in chain:
             up_cfg = self._config.upstreams[model.upstream]
-            upstream = self._by_name[model.upstream]
             upstream_model = model.model or alias
             body = body_for(upstream_model)
             for attempt in range(up_cfg.max_retries + 1):
-                started = time.perf_counter()
                 entry: dict[str, Any] = {"model": alias, "upstream": model.upstream, "upstream_model": upstream_model}
+                breaker = self._breakers.get(model.upstream)
+                if breaker is not None and not breaker.allow():
+                    entry.update(error="circuit_open", ms=0.0)
+                    ex.attempts.append(entry)
+                    last_error = GatewayError(502, "upstream_error",
+                                              f"upstream {model.upstream!r} is failing (circuit open)")
+                    break
                 ex.attempts.append(entry)
-                try:
-                    reply = await upstream.send(ex.route, body, ex.stream, headers)
-                except asyncio.TimeoutError:
-                    entry.update(error="timeout", ms=_ms(started))
-                    last_error = GatewayError(504, "upstream_timeout", f"upstream {model.upstream!r} timed out")
-                    ex.upstream_ms += _ms(started)
-                    delay = None
-                except aiohttp.ClientError as exc:
-                    entry.update(error=type(exc).__name__, ms=_ms(started))
-                    last_error = GatewayError(502, "upstream_error", f"upstream {model.upstream!r} is unreachable")
-                    ex.upstream_ms += _ms(started)
-                    delay = None
-                else:
-                    entry.update(status=reply.status, ms=_ms(started))
-                    ex.upstream_ms += _ms(started)
-                    if reply.status < 400 or reply.status not in _RETRY_STATUSES:
-                        ex.upstream_name, ex.upstream, ex.upstream_model = model.upstream, up_cfg, upstream_model
-                        return reply
-                    message = _upstream_message(reply.body) or f"HTTP {reply.status}"
-                    last_error = GatewayError(502, "upstream_error", f"upstream {model.upstream!r} failed: {message}")
-                    delay = _retry_after(reply)
-                    reply.release()
-                if attempt < up_cfg.max_retries:
-                    backoff = delay if delay is not None else 0.1 * 2**attempt
-                    await asyncio.sleep(min(backoff, 10.0) * random.uniform(0.8, 1.2))
+                reply, error, delay = await self._attempt(ex, model.upstream, up_cfg, body, headers, entry, deadline)
+                if reply is not None:
+                    entry["served"] = True
+                    ex.upstream_name, ex.upstream, ex.upstream_model = model.upstream, up_cfg, upstream_model
+                    return reply
+                last_error = error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise GatewayError(504, "upstream_timeout", "the upstream did not answer within the deadline")
+                if attempt == up_cfg.max_retries or (delay is not None and delay > min(_MAX_RETRY_AFTER_S, remaining)):
+                    break  # honour retry-after: never sooner, so move on to the fallbacks
+                backoff = delay if delay is not None else 0.1 * 2**attempt * random.uniform(0.8, 1.2)
+                if backoff >= remaining:
+                    break
+                entry["retry_in_s"] = round(backoff, 3)
+                await asyncio.sleep(backoff)
         assert last_error is not None
         raise last_error
+
+    async def _attempt(self, ex: Exchange, name: str, up_cfg: UpstreamConfig, body: bytes, headers: dict[str, str],
+                       entry: dict[str, Any], deadline: float) -> tuple[Reply | None, GatewayError | None, float | None]:
+        """One try: (a reply to return, or the error and the retry-after the upstream asked for)."""
+        breaker = self._breakers.get(name)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                reply = await self._by_name[name].send(ex.route, body, ex.stream, headers)
+        except TimeoutError:
+            entry.update(error="timeout", ms=_ms(started))
+            ex.upstream_ms += _ms(started)
+            _fail(breaker)
+            return None, GatewayError(504, "upstream_timeout", f"upstream {name!r} timed out"), None
+        except aiohttp.ClientError as exc:
+            entry.update(error=type(exc).__name__, ms=_ms(started))
+            ex.upstream_ms += _ms(started)
+            _fail(breaker)
+            return None, GatewayError(502, "upstream_error", f"upstream {name!r} is unreachable ({type(exc).__name__})"), None
+        except BaseException:
+            if breaker is not None:
+                breaker.abandon()
+            raise
+        entry.update(status=reply.status, ms=_ms(started))
+        ex.upstream_ms += _ms(started)
+        if _truncated(reply, ex.stream):
+            entry["error"] = "invalid_body"
+            _fail(breaker)
+            return None, GatewayError(502, "upstream_error", f"upstream {name!r} sent an incomplete body"), None
+        if reply.status not in _RETRY_STATUSES:
+            if breaker is not None:
+                breaker.success()
+            return reply, None, None
+        message = _upstream_message(reply.body, up_cfg) or f"HTTP {reply.status}"
+        if reply.status >= 500:
+            _fail(breaker)
+        elif breaker is not None:
+            breaker.abandon()  # a 429/408/409 says nothing about whether the upstream is up
+        reply.release()
+        return None, GatewayError(502, "upstream_error", f"upstream {name!r} failed: {message}"), _retry_after(reply)
+
+
+def _fail(breaker: Breaker | None) -> None:
+    if breaker is not None:
+        breaker.failure()
 
 
 def _ms(started: float) -> float:

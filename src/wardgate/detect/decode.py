@@ -47,6 +47,7 @@ _NATO_WORDS = (
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO_SET = frozenset(_NATO_WORDS)
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
+_TOKEN_ENCODINGS = frozenset(("base64", "base32", "hex"))
 _TOKEN_CHARS = {
     "base64": re.compile(r"[A-Za-z0-9+/_-]+={0,2}"),
     "base32": re.compile(r"[A-Z2-7]+={0,6}"),
@@ -79,7 +80,14 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     if not wanted:
         return ()
     found: list[DecodedBlob] = []
-    for encoding, pattern, decoder in _SHAPED:
+    for token in _blob_tokens(text) if wanted & _TOKEN_ENCODINGS else ():
+        for encoding, decoder in ((e, d) for e, _p, d in _SHAPED[:3]):
+            if _TOKEN_CHARS[encoding].fullmatch(token):
+                decoded = decoder(token)
+                if decoded and _reads_as_text(decoded) and decoded != token:
+                    found.append(DecodedBlob(encoding, decoded, len(token)))
+                    break
+    for encoding, pattern, decoder in _SHAPED[3:]:
         if encoding not in wanted:
             continue
         for match in pattern.finditer(text):
@@ -100,10 +108,9 @@ def _wanted_encodings(text: str) -> set[str]:
     tokens = text.split()
     if not tokens:
         return wanted
-    if max(map(len, tokens)) >= 16:
-        wanted.update(("base64", "base32", "hex"))
+    if max(map(len, tokens)) >= 12 or "=" in text:
+        wanted.update(_TOKEN_ENCODINGS)
     if "=" in text:
-        wanted.update(("base64", "base32"))
         if "=?" in text:
             wanted.add("mime")
         if _QP.search(text):
@@ -117,6 +124,19 @@ def _wanted_encodings(text: str) -> set[str]:
     if len(_NATO_SET.intersection(tokens)) + len(_NATO_SET.intersection(text.lower().split())) >= 3:
         wanted.add("nato")
     return wanted
+
+
+def _blob_tokens(text: str) -> list[str]:
+    """Whitespace tokens that could be a base64 / base32 / hex blob, stripped of quotes and brackets."""
+    out = []
+    for token in text.split():
+        if len(token) < 12 and not token.endswith("="):
+            continue
+        token = token.strip("\"'`()[]{}<>,;:.!?")
+        if len(token) >= 12 or (token.endswith("=") and len(token) >= 4):
+            if not token.isalpha() or len(token) >= 20:
+                out.append(token)
+    return out
 
 
 def _line_of(text: str, match: re.Match[str]) -> str:
@@ -303,9 +323,9 @@ def _uuencode(blob: str) -> str | None:
 
 
 _SHAPED: tuple[tuple[str, re.Pattern[str], Callable[[str], str | None]], ...] = (
-    ("base64", _B64, _base64),
-    ("base32", _B32, _base32),
     ("hex", _HEX, _hex),
+    ("base32", _B32, _base32),
+    ("base64", _B64, _base64),
     ("url", _URL_ESCAPES, _url),
     ("quoted_printable", _QP, _quoted_printable),
     ("mime", _MIME_WORD, _mime_word),

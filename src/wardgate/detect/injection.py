@@ -76,6 +76,7 @@ _DECODE_REQUEST = re.compile(
     r"quoted[- ]printable|mime|binary|zalgo|leet\w*|ecoji|encod\w+|cipher\w*|unicode)\w*[^\n]*\n?"
     r"|\bencoded(?:\s+string|\s+text|\s+message)?\s*:"
 )
+_DECODE_WORDS = ("decod", "decip", "decryp", "deobf", "unscram", "translat", "convert", "interpret", "encoded")
 _ASK_MEANING = re.compile(r"\bwhat\s+does\s+this\s+(?:mean|say)\s*\??")
 _DECODED_MARKER = re.compile(r"\n[^\n]*decoded[^\n]*:?\s*$|\n\s*\$\s*$")
 _NAMED_CIPHER = re.compile(r"\b(?:rot\s*-?\s*13|caesar|atbash)\b")
@@ -106,6 +107,13 @@ class HeuristicScorer:
             substrings |= subs
             gated.append((rule, frozenset(keys), frozenset(subs)))
         self._rules = tuple(gated)
+        # Inverted index: word key or substring -> positions of the rules it gates.
+        index: dict[str, list[int]] = {}
+        for position, (_rule, keys, subs) in enumerate(gated):
+            for key in keys | subs:
+                index.setdefault(key, []).append(position)
+        self._index = {key: tuple(positions) for key, positions in index.items()}
+        self._index_keys = frozenset(index)
         # Substring needles grouped by their first punctuation character: one cheap character
         # test skips a whole group (most text has no "<|", "[system" or "{{").
         groups: dict[str, list[str]] = {}
@@ -162,11 +170,13 @@ class HeuristicScorer:
             for trigger, needles in self._substrings if trigger in view
             for needle in needles if needle in view
         }
+        candidates: set[int] = set()
+        for key in self._index_keys.intersection(words | found):
+            candidates.update(self._index[key])
         new = False
-        for rule, keys, subs in self._rules:
-            if (keys.isdisjoint(words) and subs.isdisjoint(found)) or rule in fired:
-                continue
-            if (rule.tool if tool else rule.user) < _NEGLIGIBLE:
+        for position in sorted(candidates):
+            rule = self._rules[position][0]
+            if rule in fired or (rule.tool if tool else rule.user) < _NEGLIGIBLE:
                 continue
             if rule.pattern.search(view):
                 fired[rule] = None
@@ -176,8 +186,8 @@ class HeuristicScorer:
     def _decode(self, folded: str, clean: str, hidden: str, signals: list[str]) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
         decoded = list(decode_blobs(clean))
-        request = _DECODE_REQUEST.search(folded)
-        asks_meaning = _ASK_MEANING.search(folded) if request is None else None
+        request = _DECODE_REQUEST.search(folded) if any(w in folded for w in _DECODE_WORDS) else None
+        asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
             covered = sum(blob.length for blob in decoded)

@@ -115,7 +115,7 @@ RULES: tuple[Rule, ...] = (
     _rule("override", "overrid",
           r"\boverrid\w*\s+(?:the\s+|any\s+|all\s+)?(?:\w+\s+)?(?:scoring|evaluation|assessment|analysis|review|instructions|decision|ranking|rating)", 0.35, 0.6),
     _rule("override", ("your new", "the new"),
-          r"\b(?:your|the)\s+new\s+(?:task|instructions?|role|objective|goal|purpose|job|directive|mission)\s+(?:is|are|will\s+be|:)", 0.55),
+          r"new(?:(?<=\byour\snew)|(?<=\bthe\snew))\s+(?:task|instructions?|role|objective|goal|purpose|job|directive|mission)\s+(?:is|are|will\s+be|:)", 0.55),
     _rule("override", ("忽略", "无视", "忽視", "無視", "理会", "理會", "忘记", "忘記", "忘掉", "跳过", "跳過", "不用管"),
           r"(?:忽略|无视|忽视|忽視|無視|不要理会|不要理會|忘记|忘記|忘掉|跳过|跳過|不用管)[^。\n]{0,12}"
           r"(?:指令|指示|说明|說明|规则|規則|提示|命令|要求|设定|設定|限制)", 0.85),
@@ -234,7 +234,7 @@ RULES: tuple[Rule, ...] = (
     _rule("delimiter", tuple(f"{o}{w}" for o in "[({<" for w in ("system", "sys", "admin", "developer", "root", " system")),
           r"[\[\(\{<]\s*(?:system|sys|admin|developer|root)(?:\s+(?:message|note|prompt|override|instruction))?\s*[\]\)\}>]", 0.35, 0.6),
     _rule("delimiter", "[system]", r"\[system\]\(#\w+\)", 0.75),
-    _rule("delimiter", "end of",
+    _rule("delimiter", tuple(f"{o}{sp}end" for o in "<[(-=#" for sp in ("", " ")),
           r"(?:<|\[|\(|-{2,}|={2,}|#{2,})\s*end\s+of\s+(?:session|conversation|context|document|input|prompt|text|instructions|user\s+input|data)\s*(?:>|\]|\)|-{2,}|={2,}|#{2,})", 0.35, 0.5),
     _rule("delimiter", ("system:", "system :", "assistant:", "assistant :", "chatgpt:", "model:"), r"(?m)^\s*(?:system|assistant|chatgpt|model)\s*:", 0.15, 0.5),
     _rule("delimiter", ("user:", "user :", "human:", "human :"), r"(?m)^\s*(?:user|human)\s*:", 0.05, 0.4),

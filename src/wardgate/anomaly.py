@@ -1,0 +1,149 @@
+"""Anomaly flags: a served request far outside its own team × model history gets an ``anomaly`` verdict.
+
+Per team × model and per figure (prompt tokens, completion tokens, latency, cost, tool calls) a
+bounded window of recent values gives a robust centre and spread (median and MAD, recomputed every
+few observations so the per-request cost stays O(1) amortized). A value counts as anomalous when
+its robust z-score is large *and* it is several times the median: the z-score alone fires on tiny
+spreads (a model that always answers 5 tokens), the ratio alone on tiny medians. A session whose
+token use accelerates (the last few requests together use several times what the few before did)
+is flagged likewise. Flags never block (issue 5); they are verdicts with ``Action.FLAG``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from wardgate.exchange import Action, Exchange, Outcome, Verdict
+
+__all__ = ["AnomalyDetector", "FIGURES"]
+
+FIGURES = ("prompt_tokens", "completion_tokens", "latency_ms", "cost_usd", "tool_calls")
+# Which side is suspicious: a fast or cheap answer is no incident, a silent model or a lost tool call may be.
+_TWO_SIDED = frozenset({"completion_tokens", "tool_calls"})
+# The smallest spread worth measuring in each figure's unit, so a constant history does not divide by zero.
+_MIN_SCALE = {"prompt_tokens": 1.0, "completion_tokens": 1.0, "latency_ms": 5.0, "cost_usd": 1e-6, "tool_calls": 1.0}
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(slots=True)
+class _Series:
+    values: deque[float]
+    median: float = 0.0
+    scale: float = 1.0
+    stale: int = 1_000_000  # forces a first computation
+
+    def refresh(self, figure: str, every: int) -> None:
+        self.stale += 1
+        if self.stale < every:
+            return
+        self.stale = 0
+        ordered = sorted(self.values)
+        self.median = statistics.median(ordered)
+        mad = statistics.median(abs(v - self.median) for v in ordered)
+        self.scale = max(mad * _MAD_TO_SIGMA, 0.05 * abs(self.median), _MIN_SCALE[figure])
+
+
+@dataclass(slots=True)
+class _Session:
+    tokens: deque[int]
+    seen: float
+
+
+class AnomalyDetector:
+    """Checks each finished exchange against its history, then adds it to that history."""
+
+    def __init__(self, *, window: int = 256, min_history: int = 20, z_threshold: float = 8.0, ratio: float = 3.0,
+                 refresh_every: int = 8, session_span: int = 3, session_ratio: float = 4.0,
+                 session_min_tokens: int = 2000, max_sessions: int = 20_000, session_ttl_s: float = 3600.0) -> None:
+        self._window = window
+        self._min_history = min_history
+        self._z = z_threshold
+        self._ratio = ratio
+        self._every = refresh_every
+        self._span = session_span
+        self._session_ratio = session_ratio
+        self._session_min = session_min_tokens
+        self._max_sessions = max_sessions
+        self._ttl = session_ttl_s
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+
+    def check(self, ex: Exchange, total_ms: float) -> list[Verdict]:
+        """The anomaly verdicts for ``ex`` (also appended to ``ex.verdicts``); empty for most requests."""
+        if ex.outcome is not Outcome.SERVED or ex.team_name is None or ex.model_alias is None:
+            return []
+        found = [v for figure, value in self._figures(ex, total_ms)
+                 if (v := self._observe(ex.team_name, ex.model_alias, figure, value)) is not None]
+        usage = ex.response.usage
+        if usage and ex.session_id:
+            accel = self._session(f"{ex.team_name}\x1f{ex.session_id}", int(usage.get("total_tokens") or 0))
+            if accel is not None:
+                found.append(accel)
+        ex.verdicts.extend(found)
+        return found
+
+    @staticmethod
+    def _figures(ex: Exchange, total_ms: float) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = [("latency_ms", total_ms)]
+        usage = ex.response.usage
+        if usage:
+            out.append(("prompt_tokens", float(usage.get("prompt_tokens") or 0)))
+            out.append(("completion_tokens", float(usage.get("completion_tokens") or 0)))
+        if ex.cost_usd is not None:
+            out.append(("cost_usd", ex.cost_usd))
+        if ex.route in ("/v1/chat/completions", "/v1/responses"):
+            out.append(("tool_calls", float(len(ex.response.tool_calls))))
+        return out
+
+    def _observe(self, team: str, model: str, figure: str, value: float) -> Verdict | None:
+        key = (team, model, figure)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(deque(maxlen=self._window))
+        verdict = None
+        if len(series.values) >= self._min_history:
+            series.refresh(figure, self._every)
+            verdict = self._judge(figure, value, series)
+        series.values.append(value)
+        return verdict
+
+    def _judge(self, figure: str, value: float, s: _Series) -> Verdict | None:
+        z = (value - s.median) / s.scale
+        floor = _MIN_SCALE[figure]
+        times = max(value, floor) / max(s.median, floor)
+        high = z >= self._z and times >= self._ratio
+        low = figure in _TWO_SIDED and -z >= self._z and times <= 1.0 / self._ratio
+        if not (high or low):
+            return None
+        n = len(s.values)
+        how = f"{times:.1f}x" if high else f"{1.0 / times:.1f}x below"
+        message = (f"{figure} {value:g} is {how} the median {s.median:g} of the last {n} requests "
+                   f"of this team and model (robust z {z:+.1f})")
+        return Verdict(Action.FLAG, code=f"anomaly.{figure}", message=message, score=round(abs(z), 2), stage="anomaly")
+
+    def _session(self, key: str, tokens: int) -> Verdict | None:
+        now = time.monotonic()
+        state = self._sessions.get(key)
+        if state is None or now - state.seen > self._ttl:
+            state = _Session(deque(maxlen=2 * self._span), now)
+            self._sessions[key] = state
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        self._sessions.move_to_end(key)
+        state.seen = now
+        state.tokens.append(tokens)
+        if len(state.tokens) < 2 * self._span:
+            return None
+        history = list(state.tokens)
+        before, recent = sum(history[:self._span]), sum(history[self._span:])
+        if recent < self._session_min or recent < self._session_ratio * max(before, 1):
+            return None
+        state.tokens.clear()  # re-arm: the next flag needs a fresh acceleration, not the same one again
+        times = recent / max(before, 1)
+        message = (f"session token use accelerates: the last {self._span} requests used {recent} tokens, "
+                   f"{times:.1f}x the {before} of the {self._span} before")
+        return Verdict(Action.FLAG, code="anomaly.session_tokens", message=message, score=round(times, 2),
+                       stage="anomaly")
