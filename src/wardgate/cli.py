@@ -83,6 +83,24 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from wardgate.evaluate import evaluate_file, format_report
+
+    threshold = None
+    if args.config or args.policy:
+        config = _load(_config_path(args.config) or "policies")
+        policy = config.policies.get(args.policy) if args.policy else None
+        if args.policy and policy is None:
+            print(f"wardgate eval: no policy {args.policy!r} in the config", file=sys.stderr)
+            return 2
+        threshold = policy.injection.threshold if policy else None
+    if not Path(args.corpus).is_file():
+        print(f"wardgate eval: no such file {args.corpus}", file=sys.stderr)
+        return 2
+    print(format_report(evaluate_file(args.corpus, threshold), worst=args.worst))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wardgate", description="LLM gateway with guardrails.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and exit (0 valid, 2 invalid)")
     check.add_argument("path")
     check.set_defaults(func=_cmd_check)
+    ev = sub.add_parser("eval", help="run the guardrail detectors over a labeled corpus")
+    ev.add_argument("corpus")
+    ev.add_argument("--config")
+    ev.add_argument("--policy")
+    ev.add_argument("--worst", type=int, default=5, help="how many worst misses and false alarms to show")
+    ev.set_defaults(func=_cmd_eval)
     keys = sub.add_parser("keys", help="team keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="print a new random team key and its sha256 line")

@@ -88,6 +88,9 @@ RULES: tuple[Rule, ...] = (
     _rule("override", _IGNORE_NEEDLES, rf"\b{_IGNORE}{_gap(5)}{_PREVIOUS}{_gap(3)}{_INSTRUCTIONS}\b", 0.9),
     _rule("override", _IGNORE_NEEDLES, rf"\b{_IGNORE}{_gap(3)}{_INSTRUCTIONS}{_gap(4)}{_PREVIOUS}", 0.9),
     _rule("override", _IGNORE_NEEDLES, rf"\b{_IGNORE}{_gap(3)}{_STRONG_INSTRUCTIONS}\b", 0.7, 0.8),
+    # Weaker nouns: "ignore my previous message" is also what a person says when they correct themselves.
+    _rule("override", _IGNORE_NEEDLES,
+          rf"\b{_IGNORE}{_gap(3)}{_PREVIOUS}\s+(?:requests?|messages?|inputs?|tasks?|conversation|context|text|content|prompts?)\b", 0.55, 0.75),
     _rule("override", _IGNORE_NEEDLES,
           rf"\b{_IGNORE}{_gap(2)}(?:everything|all|alles|todo|tout)\b{_gap(4)}(?:before|above|previously|so\s+far|until\s+now|"
           r"(?:you(?:'ve|\s+have|\s+were)?\s+)?(?:learned|been\s+told|told|know)|i\s+said|vorher|antes|avant)", 0.8),
@@ -106,7 +109,7 @@ RULES: tuple[Rule, ...] = (
           r"(?:stop|ignore|disregard|forget|new\s+instructions?|just\s+(?:print|say|output)|instead|never\s*mind|system|important|attention)\b", 0.4, 0.5),
     _rule("override", "regardless",
           r"\bregardless\s+of\s+(?:\w+\W+){0,2}?(?:previous|prior|pre-?existing|earlier|original|your|any)\s+(?:\w+\s+)?"
-          r"(?:instructions|guidelines|rules|restrictions|programming|directives)", 0.75),
+          r"(?:instructions|guidelines|rules|restrictions|programming|directives|input|requests|messages|prompts?)", 0.75),
     _rule("override", _IGNORE_NEEDLES,
           rf"\b{_IGNORE}{_gap(2)}(?:all|any|every|your)\s+(?:\w+\s+)?(?:boundaries|limits|limitations|restrictions|filters|ethics|morals|"
           r"safeguards|constraints|safety\s+\w+)\b", 0.7),
@@ -154,6 +157,8 @@ RULES: tuple[Rule, ...] = (
           r"can\s+do\s+anything|amoral|unethical|never\s+refuses?)", 0.7),
     _rule("role_hijack", ("🔓", "🔒", "jailbr"), r"🔓|🔒|\bjailbr(?:oken|eak)\s+(?:response|version|answer|output)", 0.5),
     _rule("role_hijack", "character", r"\bstay\s+in\s+character\b", 0.3),
+    _rule("role_hijack", ("limit", "limits", "limitless", "unlimited", "unbounded", "unrestricted", "unfiltered", "uncensored"),
+          r"\b(?:no[ -]limits?|limitless|unlimited|unbounded|unrestricted|unfiltered|uncensored)\s+(?:ai|assistant|model|chatbot|mode|version|persona)\b", 0.5),
     _rule("role_hijack", "you are now",
           r"\byou\s+are\s+now\s+(?:operating|acting|running|functioning|playing)?\s*(?:as\s+)?(?:an?\s+)?(?:\w+\W+){0,4}?(?:ai|assistant|model|bot|persona|mode)\b", 0.35),
     _rule("role_hijack", "anything", r"\b(?:you|it|they|he|she)\s+(?:can|will|could)\s+(?:do|say|generate|answer)\s+anything\b", 0.35),
@@ -202,6 +207,8 @@ RULES: tuple[Rule, ...] = (
     _rule("authority", ("special case", "exception", "override"), r"\b(?:special\s+case|exception|override)\s*:\s*(?:if|when)\b", 0.35, 0.5),
     _rule("authority", ("mistake", "forgot", "=error"),
           r"\b(?:sorry|apologies|oops|my\s+bad)\W+(?:\w+\W+){0,8}?(?:mistake|forgot|error)\W+(?:\w+\W+){0,8}?(?:instructions|ask(?:ed)?\s+you|tell\s+you|told\s+you|prompt)", 0.3),
+    _rule("authority", ("urgent", "emergency", "important", "priority", "attention", "critical"),
+          r"(?:\*{2,3}|#{2,3}|!{2,3})\s*(?:urgent|emergency|important|priority|attention|critical)\b[^*#!\n]{0,40}(?:\*{2,3}|#{2,3}|!{2,3})?", 0.35),
     _rule("authority", "assigned", r"\byou(?:'ve|\s+have)\s+been\s+assigned\s+(?:a|the|this|an)\s+(?:new\s+)?(?:task|mission|job)", 0.3),
     _rule("authority", ("punish", "fired", "in trouble"),
           r"\b(?:or|otherwise)\s+(?:else\s+)?i\s+(?:will|'ll|am\s+going\s+to)\s+(?:get\s+|be\s+)?(?:punish\w*|fired|in\s+trouble|hurt|killed)", 0.25),

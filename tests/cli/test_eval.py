@@ -1,0 +1,37 @@
+"""``wardgate eval`` on the shipped corpora and on a small corpus written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from wardgate.cli import main
+from wardgate.evaluate import evaluate_file
+
+CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+
+
+def test_eval_counts_spans_and_false_alarms(tmp_path, capsys):
+    corpus = tmp_path / "pii.jsonl"
+    rows = [{"id": "1", "text": "mail me at a.b@example.org", "spans": [{"entity": "EMAIL_ADDRESS", "start": 11, "end": 26}]},
+            {"id": "2", "text": "call +1 415 555 0199 now", "spans": []},  # labeled negative: the detector will fire
+            {"id": "3", "text": "nothing here", "spans": [{"entity": "US_SSN", "start": 0, "end": 7}]}]
+    corpus.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    (report,) = evaluate_file(corpus)
+    assert (report.tp, report.fp, report.fn, report.negatives, report.false_alarms) == (1, 1, 1, 1, 1)
+    assert main(["eval", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert "pii" in out and "worst misses" in out and "worst false alarms" in out
+
+
+@pytest.mark.skipif(not (CORPORA / "pii-dev.jsonl").exists(), reason="shared corpora not present")
+def test_eval_on_the_shared_corpora_meets_the_bars():
+    (pii,) = evaluate_file(CORPORA / "pii-dev.jsonl")
+    assert pii.figures()["recall"] >= 0.98 and pii.figures()["precision"] >= 0.98
+    (secrets,) = [r for r in evaluate_file(CORPORA / "secrets-dev.jsonl") if r.detector == "secrets"]
+    assert secrets.figures()["recall"] >= 0.98 and secrets.false_alarms == 0
+    reports = {r.detector: r.figures() for r in evaluate_file(CORPORA / "injection-dev.jsonl")}
+    assert reports["injection[all]"]["fpr"] <= 0.01
+    assert reports["injection[tool]"]["recall"] >= 0.90
