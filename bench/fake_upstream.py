@@ -29,6 +29,7 @@ _PROMPT_TOKENS = 250
 _MODEL_MARKERS = (b'"model":"', b'"model": "')
 _STREAM_MARKERS = (b'"stream":true', b'"stream": true')
 _USAGE_MARKERS = (b'"include_usage":true', b'"include_usage": true')
+_ANSWER = "The weather in the mountains tends to change quickly, so pack layers and check the forecast first."
 _SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
              b"transfer-encoding: chunked\r\n\r\n")
 
@@ -55,8 +56,7 @@ def _usage(profile: Profile) -> dict[str, int]:
 
 def _words(profile: Profile) -> list[str]:
     # Plain prose, so output guardrails scan something like a real answer and find nothing to block.
-    words = ("The weather in the mountains tends to change quickly, so pack layers and check the "
-             "forecast before you leave.").split(" ")
+    words = ["The", "weather", "in", "the", "mountains", "tends", "to", "change", "quickly,", "so", "pack", "layers", "and", "check", "the", "forecast", "before", "you", "leave."]
     return [words[i % len(words)] + " " for i in range(max(profile.chunks, 1))]
 
 

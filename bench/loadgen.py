@@ -8,13 +8,13 @@ a built-in aiohttp client, which is also the only one that measures time to firs
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
-import itertools
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +93,7 @@ async def _client(session: aiohttp.ClientSession, load: Load, start: int, until:
                 else:
                     await resp.read()
                 ok = resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             ok = False
         ended = time.perf_counter()
         if began < measure_from or ended > until:
@@ -174,7 +174,7 @@ end
 
 
 def _wrk_once(load: Load, script: Path, seconds: int, affinity: str | None) -> dict:
-    origin, _, path = load.url.partition("://")[2].partition("/")
+    origin = load.url.partition("://")[2].partition("/")[0]
     cmd = ["wrk", "-t1", f"-c{load.concurrency}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script),
            f"http://{origin}/"]
     if affinity is not None and shutil.which("taskset"):
@@ -247,8 +247,11 @@ _TOOLS = [{"type": "function", "function": {
     for name, desc in (("search_docs", "Search the team's documents"), ("read_page", "Read one page by title"))]
 
 
-def agent_conversation(model: str, corpus: Path, max_bytes: int = 100 * 1024, step_bytes: int = 2048) -> list[bytes]:
-    """An agent loop's requests as it grows: each adds a tool call and a ~2 KB tool result, up to max_bytes."""
+def agent_conversation(model: str, corpus: Path, max_bytes: int = 100 * 1024, step_bytes: int = 3600) -> list[bytes]:
+    """An agent loop's requests as it grows: each adds a tool call and a ~3.6 KB tool result, up to max_bytes.
+
+    ~28 tool rounds in all: under the default loop guard's 30 (SPEC §2 loops.max_tool_rounds).
+    """
     texts = _sharegpt_texts(corpus) or [_PROSE]
     messages: list[dict] = [
         {"role": "system", "content": "You are a research agent. Use the tools, then answer with sources."},

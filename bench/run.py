@@ -14,9 +14,10 @@ import argparse
 import asyncio
 import ctypes
 import json
+import math
 import os
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,16 +28,16 @@ import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import (Load, Result, agent_conversation, chat_1kb, have_wrk, prompt_mix,  # noqa: E402
-                     run_aiohttp, run_wrk)
+from loadgen import (NONCE, Load, Result, agent_conversation, chat_1kb, have_wrk, prompt_mix, run_aiohttp,  # noqa: I001
+                     run_wrk)
 
 __all__ = ["main"]
 
 _HERE = Path(__file__).resolve().parent
-_PROXY_CORES = "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ SCENARIOS = (
     Scenario("agent", "64 concurrent agent conversations growing 2 KB to 100 KB", "gpt-4o-mini", 64, bodies="agent"),
     Scenario("mix", "64 concurrent, real chat prompt lengths (ShareGPT rows)", "gpt-4o-mini", 64, bodies="mix"),
 )
-# --workers 2 against 1, both unpinned: two workers need both cores.
+# --workers 2 against 1, both unpinned (two workers need both cores); the rest stays where it was.
 WORKER_TARGETS = (Target("guards+redis ×1 (unpinned)", "guards-redis.yaml", 1, False),
                   Target("guards+redis ×2 (unpinned)", "guards-redis.yaml", 2, False))
 WORKER_SCENARIO = replace(SCENARIOS[0], name="workers")
@@ -153,7 +154,7 @@ class Procs:
         self._logdir = logdir
         self._running: dict[str, subprocess.Popen] = {}
 
-    def __enter__(self) -> Procs:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -165,8 +166,9 @@ class Procs:
         if cores is not None:
             cmd = ["taskset", "-c", cores, *cmd]  # taskset execs: the pid is the program's own
         log = (self._logdir / f"{name.replace(' ', '_').replace('/', '_')}.log").open("wb")
+        # preexec_fn is safe here: this script starts no threads.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509
         self._running[name] = proc
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -185,6 +187,9 @@ class Procs:
         self.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"], port, os.environ.copy(), cores, probe="redis")
         return f"redis://127.0.0.1:{port}/0"
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._running.values() if p.poll() is None]
 
     def stop(self, name: str) -> None:
         proc = self._running.pop(name, None)
@@ -218,7 +223,7 @@ class Row:
     cpu_ms_per_req: float
     peak_rss_mb: float
     other_load_pct: float
-    """CPU taken on the proxy's cores by processes other than the proxy: contention, not the proxy."""
+    """Share of the machine's CPU used by processes this run did not start: contention, not the proxy."""
 
 
 def _bodies(scenario: Scenario, corpus: Path) -> list[bytes]:
@@ -235,20 +240,27 @@ def _measure(load: Load, driver: str, cores: str | None) -> Result:
     return asyncio.run(run_aiohttp(load, start_at=int.from_bytes(os.urandom(3), "big") * 1000))
 
 
+def _ours_cpu_s(procs: Procs) -> float:
+    """CPU seconds of everything this run started, itself and its waited children (wrk) included."""
+    t = os.times()
+    return sum(proc_usage(pid)[0] for pid in procs.pids()) + t.user + t.system + t.children_user + t.children_system
+
+
 def _run_cell(url: str, pid: int, scenario: Scenario, bodies: list[bytes], args: argparse.Namespace,
-              proxy_cores: set[int]) -> tuple[Result, float, float, float]:
+              procs: Procs) -> tuple[Result, float, float, float]:
     load = Load(url, bodies, scenario.concurrency, args.duration, 0.0, scenario.stream)
     if args.warmup > 0:
         _measure(replace(load, duration_s=args.warmup), args.driver, args.load_cores)
     reset_peak(pid)
+    cores = os.sched_getaffinity(pid) | os.sched_getaffinity(0)
     cpu_before, _ = proc_usage(pid)
-    busy_before, wall_before = cores_busy_s(proxy_cores), time.monotonic()
+    busy_before, ours_before, wall_before = cores_busy_s(cores), _ours_cpu_s(procs), time.monotonic()
     result = _measure(load, args.driver, args.load_cores)
     cpu_after, peak = proc_usage(pid)
-    busy, wall = cores_busy_s(proxy_cores) - busy_before, time.monotonic() - wall_before
-    proxy_cpu = cpu_after - cpu_before
-    other = max(0.0, busy - proxy_cpu) * 100.0 / (wall * len(proxy_cores)) if wall else 0.0
-    per_req = proxy_cpu * 1000.0 / result.requests if result.requests else float("nan")
+    busy, ours = cores_busy_s(cores) - busy_before, _ours_cpu_s(procs) - ours_before
+    wall = time.monotonic() - wall_before
+    other = max(0.0, busy - ours) * 100.0 / (wall * len(cores)) if wall else 0.0
+    per_req = (cpu_after - cpu_before) * 1000.0 / result.requests if result.requests else float("nan")
     return result, per_req, peak / (1024 * 1024), other
 
 
@@ -259,13 +271,13 @@ def _start_target(procs: Procs, target: Target, env: dict[str, str], pin: bool) 
     else:
         cmd = [sys.executable, "-m", "wardgate", "serve", "--config", str(_HERE / "configs" / target.config),
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(target.workers), "--log-level", "warning"]
-    pid = procs.start(target.name, cmd, port, env=env, cores=_PROXY_CORES if pin and target.pinned else None)
+    pid = procs.start(target.name, cmd, port, env=env, cores="0" if pin and target.pinned else None)
     return pid, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
 def _check(url: str, body: bytes) -> str | None:
     """One request before the load: a proxy that refuses our traffic must not be timed."""
-    request = urllib.request.Request(url, data=body.replace(b"__NONCE__", b"0"), method="POST", headers={
+    request = urllib.request.Request(url, data=body.replace(NONCE.encode(), b"0"), method="POST", headers={
         "authorization": "Bearer bench-key-123456", "content-type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
@@ -287,7 +299,7 @@ def _refusals(traces: Path, offsets: dict[Path, int]) -> str:
         for line in data[:end].splitlines():
             if line:
                 record = json.loads(line)
-                if (record.get("status") or 0) >= 400:
+                if (record.get("status") or 0) >= 400 and record["status"] != 499:  # 499: wrk stopping mid-request
                     codes = ",".join(v["code"] for v in record.get("verdicts") or () if v.get("action") == "block")
                     counts[f"{record['status']} {codes or (record.get('error') or {}).get('code')}"] += 1
     return ", ".join(f"{k} ×{n}" for k, n in counts.most_common(6))
@@ -305,8 +317,7 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
             problem = _check(url, bodies[scenario.name][0])
             if problem:
                 print(f"  {target.name} / {scenario.name}: sanity request refused, not timed: {problem}", flush=True)
-            proxy_cores = {0} if args.pin and target.pinned else set(os.sched_getaffinity(pid))
-            result, cpu, rss, other = _run_cell(url, pid, scenario, bodies[scenario.name], args, proxy_cores)
+            result, cpu, rss, other = _run_cell(url, pid, scenario, bodies[scenario.name], args, procs)
             refused = _refusals(traces, offsets)
             rows.append(Row(scenario.name, target.name, result, cpu, rss, other))
             print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -317,7 +328,7 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None or value != value else format(value, spec)
+    return "–" if value is None or math.isnan(value) else format(value, spec)
 
 
 def table(rows: list[Row]) -> str:
@@ -380,11 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenario or [s.name for s in SCENARIOS] + ["workers"]
     scenarios = [s for s in SCENARIOS if s.name in names]
     targets = [t for t in TARGETS if args.target is None or t.name in args.target or t.config is None]
-    if "workers" in names:
-        scenarios_all = [*scenarios, WORKER_SCENARIO]
-    else:
-        scenarios_all = scenarios
-    bodies = {s.name: _bodies(s, args.corpus) for s in scenarios_all}
+    with_workers = [*scenarios, WORKER_SCENARIO] if "workers" in names else scenarios
+    bodies = {s.name: _bodies(s, args.corpus) for s in with_workers}
     print(f"driver: {args.driver}; pinning: {'proxy on core 0, the rest on ' + others if args.pin else 'none'}; "
           f"{args.duration:g} s per cell after {args.warmup:g} s warm-up", flush=True)
     rows: list[Row] = []
@@ -399,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         needs_redis = any(t.config == "guards-redis.yaml" for t in targets) or "workers" in names
         if needs_redis:
             env["BENCH_REDIS_URL"] = procs.start_redis(args.load_cores)
-        for target in targets:
+        for target in targets if scenarios else ():
             _run_target(procs, target, scenarios, bodies, env, args, rows)
         if "workers" in names:
             if not have_wrk() and args.driver != "wrk":

@@ -12,8 +12,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from wardgate.admin import handle_budgets, handle_trace, handle_traces
 from wardgate.config.schema import Config, PolicyConfig
 from wardgate.errors import error_body
+from wardgate.feedback import handle_feedback, sweep_signals
 from wardgate.keys import GENERATION, METRICS, RECORDER, WRITER
 from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
@@ -129,11 +131,16 @@ def create_app(config: Config, *, generation: int = 1) -> web.Application:
     app.cleanup_ctx.append(_sink_writer)
     app.cleanup_ctx.append(_state)
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(sweep_signals)
     for route in _API_ROUTES:
         app.router.add_post(route, handle_api)
     app.router.add_get("/v1/models", handle_models)
+    app.router.add_post("/v1/feedback", handle_feedback)
     app.router.add_route("*", "/v1/{tail:.*}", handle_unknown)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/admin/traces", handle_traces)
+    app.router.add_get("/admin/traces/{request_id}", handle_trace)
+    app.router.add_get("/admin/budgets", handle_budgets)
     return app

@@ -27,6 +27,8 @@ class Metrics:
         self.budget_remaining = Gauge("wardgate_budget_remaining", "Budget remaining", ["team", "window", "unit"], registry=r)
         self.sink_records = Gauge("wardgate_sink_records_total", "Trace records by sink and state", ["sink", "state"], registry=r)
         self.anomalies = Counter("wardgate_anomalies_total", "Anomaly flags", ["team", "model", "figure"], registry=r)
+        self.feedback = Counter("wardgate_feedback_total", "Feedback records (source: api, rephrase, abandon)",
+                                ["team", "source"], registry=r)
 
     def observe(self, ex: Exchange, total_ms: float) -> None:
         team, model = ex.team_name or "", ex.model_alias or ""
@@ -45,6 +47,8 @@ class Metrics:
             self.cost.labels(team, model).inc(ex.cost_usd)
         for v in ex.verdicts:
             self.verdicts.labels(v.stage or "", v.code or "", v.action.value).inc()
+            if v.stage == "anomaly":
+                self.anomalies.labels(team, model, (v.code or "").removeprefix("anomaly.")).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

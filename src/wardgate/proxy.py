@@ -32,7 +32,10 @@ def _new_request_id() -> str:
 
 
 def _headers(ex: Exchange) -> dict[str, str]:
-    return {"x-wardgate-request-id": ex.request_id, **ex.response_headers}
+    headers = {"x-wardgate-request-id": ex.request_id, **ex.response_headers}
+    if "traceparent" in ex.extra:  # W3C trace context: the client learns the span the gateway made (issue 5)
+        headers["traceparent"] = ex.extra["traceparent"]
+    return headers
 
 
 def _json_response(ex: Exchange, status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> web.Response:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import structlog
 
+from wardgate.anomaly import AnomalyDetector
 from wardgate.exchange import Exchange
+from wardgate.feedback import SignalTracker
 from wardgate.metrics import Metrics
+from wardgate.sinks.protocol import Record
 from wardgate.sinks.writer import SinkWriter
 from wardgate.trace import build_record
 
@@ -18,12 +21,25 @@ _log = structlog.get_logger("wardgate.access")
 
 
 class Recorder:
-    def __init__(self, writer: SinkWriter, metrics: Metrics, access_log: bool = False) -> None:
+    def __init__(self, writer: SinkWriter, metrics: Metrics, access_log: bool = False, *,
+                 anomalies: AnomalyDetector | None = None, signals: SignalTracker | None = None) -> None:
         self._writer = writer
         self._metrics = metrics
         self._access_log = access_log
+        self.anomalies = anomalies or AnomalyDetector()
+        self.signals = signals or SignalTracker(self.feedback)
+        """Implicit feedback (rephrase, abandon) and the request-id -> team index for POST /v1/feedback."""
+
+    def feedback(self, record: Record) -> None:
+        """Queue a feedback record (explicit or implicit) for the sinks and count it."""
+        self._writer.submit(record)
+        self._metrics.feedback.labels(record.get("team") or "", record.get("source") or "api").inc()
 
     def record(self, ex: Exchange, total_ms: float) -> None:
+        try:  # before the record is built, so its flags are in it; a detector bug must not lose the record
+            self.anomalies.check(ex, total_ms)
+        except Exception:
+            _log.exception("anomaly_check_failed", request_id=ex.request_id)
         try:
             record = build_record(ex, total_ms)
         except Exception:  # a record must never be lost to a bug in one field: keep the essentials
@@ -33,6 +49,10 @@ class Recorder:
                       "error": {"message": "trace record incomplete"}}
         self._writer.submit(record)
         self._metrics.observe(ex, total_ms)
+        try:
+            self.signals.observe(ex)
+        except Exception:
+            _log.exception("signal_tracking_failed", request_id=ex.request_id)
         if self._access_log:
             _log.info("request", request_id=ex.request_id, team=ex.team_name, route=ex.route, model=ex.model_alias,
                       status=ex.status, outcome=record["outcome"], ms=round(total_ms, 2))

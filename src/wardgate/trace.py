@@ -14,7 +14,17 @@ __all__ = ["SCHEMA", "build_record", "iso_time"]
 
 SCHEMA = "wardgate.trace/1"
 _CONTENT_FIELDS = ("messages", "prompt", "input", "instructions", "tools")
-_PARAM_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "tool_choice", "n", "seed")
+_PARAM_FIELDS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "tool_choice", "n", "seed",
+                 "response_format", "parallel_tool_calls")
+# Under log.content hashes/none a verdict message is kept only from stages that word it from kinds, counts and
+# config, never from the text (tool_calls quotes argument values, output safety may quote the answer).
+_WORDED_FROM_METADATA = frozenset({"authenticate", "parse", "route", "secrets", "pii", "injection", "loops",
+                                   "budget", "anomaly"})
+# Error codes whose messages the gateway writes itself from metadata (upstream_error may quote the upstream).
+_METADATA_ERRORS = frozenset({"invalid_api_key", "model_not_allowed", "model_not_found", "request_too_large",
+                              "budget_exceeded", "rate_limited", "loop_detected", "upstream_timeout",
+                              "state_unavailable", "guardrail_unavailable", "not_found", "method_not_allowed",
+                              "client_closed", "internal_error"})
 
 
 def iso_time(epoch: float) -> str:
@@ -55,6 +65,27 @@ def _response_content(ex: Exchange, mode: str) -> dict[str, Any] | None:
     return {"content": resp.text or None, "tool_calls": calls, "finish_reason": resp.finish_reason}
 
 
+def _verdicts(ex: Exchange, mode: str) -> list[dict[str, Any]]:
+    out = [v.to_record() for v in ex.verdicts]
+    if mode in ("hashes", "none"):
+        for v in out:
+            if v["stage"] not in _WORDED_FROM_METADATA and v["message"] is not None:
+                v["message"] = _sha(v["message"]) if mode == "hashes" else None
+    return out
+
+
+def _error(ex: Exchange, mode: str) -> dict[str, Any] | None:
+    """The client's error; under hashes/none its message only if the gateway worded it from metadata."""
+    err = ex.error
+    if err is None or mode in ("full", "redacted") or not isinstance(err, dict):
+        return err
+    message = err.get("message")
+    worded = {v.message: v.stage in _WORDED_FROM_METADATA for v in ex.verdicts if v.message}
+    if message is None or worded.get(message, err.get("code") in _METADATA_ERRORS):
+        return err
+    return {**err, "message": _sha(str(message)) if mode == "hashes" else None}
+
+
 def _stage_timings(ex: Exchange) -> dict[str, float]:
     stages: dict[str, float] = {}
     for span in ex.spans:
@@ -82,7 +113,7 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "stream": ex.stream,
         "status": ex.status,
         "outcome": ex.outcome.value if ex.outcome else None,
-        "verdicts": [v.to_record() for v in ex.verdicts],
+        "verdicts": _verdicts(ex, mode),
         "redactions": [{"entity": r.entity, "count": r.count, "where": r.where} for r in ex.redactions],
         "usage": dict(usage) if usage else None,
         "cost_usd": ex.cost_usd,
@@ -97,7 +128,7 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "prompt": ex.prompt_ref,
         "request": _request_content(ex, mode),
         "response": _response_content(ex, mode),
-        "error": ex.error,
+        "error": _error(ex, mode),
         "attempts": ex.attempts,
         "spans": [{"stage": s.stage, "phase": s.phase, "ms": round(s.duration_ms, 4), "action": s.action.value}
                   for s in ex.spans],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import html
 import quopri
 import re
 import unicodedata
@@ -36,7 +37,9 @@ _B64 = re.compile(r"(?<![\w+/=-])(?:[A-Za-z0-9+/_-]{16,}={0,2}|[A-Za-z0-9+/]{4,}
 _B32 = re.compile(r"(?<![\w=])(?:[A-Z2-7]{16,}={0,6}|[A-Z2-7]{2,}={1,6})(?![\w=])")
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}){6,}(?![0-9A-Za-z])")
 _URL_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2}[^\s%]{0,3}){3,}")
-_QP = re.compile(r"(?:=[0-9A-F]{2}){2,}")
+# Consecutive escapes, or the escapes of "=", space and newline that quoted-printable emits alone.
+_QP = re.compile(r"(?:=[0-9A-F]{2}){2,}|=3D|=20|=0A")
+_HTML_ENTITY = re.compile(r"&(?:lt|gt|quot|amp|#\d{2,5}|#x[0-9a-fA-F]{2,4});")
 _MIME_WORD = re.compile(r"=\?[\w-]+\?[bBqQ]\?[^?\s]+\?=")
 _MORSE = re.compile(r"(?<![\w.-])(?:[.\-]{1,7}(?:\s*/\s*|\s+)){3,}[.\-]{1,7}(?![\w.-])")
 _BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
@@ -47,6 +50,7 @@ _NATO_WORDS = (
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO_SET = frozenset(_NATO_WORDS)
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
+_WHOLE_LINE = frozenset(("quoted_printable", "html_entities"))
 _TOKEN_ENCODINGS = frozenset(("base64", "base32", "hex"))
 _TOKEN_CHARS = {
     "base64": re.compile(r"[A-Za-z0-9+/_-]+={0,2}"),
@@ -87,15 +91,21 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
                 if decoded and _reads_as_text(decoded) and decoded != token:
                     found.append(DecodedBlob(encoding, decoded, len(token)))
                     break
+    if "url" in wanted:
+        for token in text.split():
+            if token.count("%") >= 2:
+                decoded = unquote(token)
+                if decoded != token and _reads_as_text(decoded):
+                    found.append(DecodedBlob("url", decoded, len(token)))
     for encoding, pattern, decoder in _SHAPED[3:]:
-        if encoding not in wanted:
+        if encoding not in wanted or encoding == "url":
             continue
         for match in pattern.finditer(text):
-            blob = _line_of(text, match) if encoding == "quoted_printable" else match.group()
+            blob = _line_of(text, match) if encoding in _WHOLE_LINE else match.group()
             decoded = decoder(blob)
             if decoded and _reads_as_text(decoded) and decoded != blob:
                 found.append(DecodedBlob(encoding, decoded, len(blob)))
-    return tuple(found)
+    return tuple(dict.fromkeys(found))
 
 
 def _wanted_encodings(text: str) -> set[str]:
@@ -117,6 +127,8 @@ def _wanted_encodings(text: str) -> set[str]:
             wanted.add("quoted_printable")
     if "%" in text:
         wanted.add("url")
+    if "&" in text and _HTML_ENTITY.search(text):
+        wanted.add("html_entities")
     if ".-" in text or "-." in text or "... " in text:
         wanted.add("morse")
     if not text.isascii() and _BRAILLE.search(text):
@@ -152,17 +164,23 @@ def decode_payload(payload: str) -> tuple[DecodedBlob, ...]:
         return ()
     found = list(decode_blobs(payload))
     seen = {blob.encoding for blob in found}
-    token = payload.split()[0] if len(payload.split()) == 1 else None
-    for encoding, _pattern, decoder in _SHAPED[:3]:
-        # Short single-token payloads fall under the shape minimums; the request vouches for them.
-        if token and encoding not in seen and _TOKEN_CHARS[encoding].fullmatch(token):
-            decoded = decoder(token)
-            if decoded and decoded != token and _reads_as_text(decoded):
-                found.append(DecodedBlob(encoding, decoded, len(token)))
+    # Short one-token lines fall under the shape minimums; the request vouches for them.
+    lines = [line.strip() for line in payload.split("\n") if line.strip()]
+    tokens = [line for line in lines if " " not in line]
+    for token in tokens:
+        for encoding, _pattern, decoder in _SHAPED[:3]:
+            if encoding not in seen and _TOKEN_CHARS[encoding].fullmatch(token):
+                decoded = decoder(token)
+                if decoded and decoded != token and _reads_as_text(decoded):
+                    found.append(DecodedBlob(encoding, decoded, len(token)))
+                    break
     for encoding, decoder in _EXPLICIT_ONLY:
-        decoded = decoder(payload)
+        target = payload if encoding in _SUBSTITUTIONS or not lines else lines[-1]
+        decoded = decoder(target)
+        if encoding in _SUBSTITUTIONS and not (_english_ratio(decoded or "") >= 0.3 > _english_ratio(payload)):
+            continue
         if decoded and decoded != payload and _reads_as_text(decoded):
-            found.append(DecodedBlob(encoding, decoded, len(payload)))
+            found.append(DecodedBlob(encoding, decoded, len(target)))
     return tuple(found)
 
 
@@ -180,6 +198,21 @@ def has_opaque_blob(text: str) -> bool:
         if len(scripts) >= 6:
             return True
     return False
+
+
+_SUBSTITUTIONS = frozenset(("rot13", "atbash"))
+_COMMON_ENGLISH = frozenset(
+    "the a an is are was be to of and in on at it for with that this you your i we they not what where how why "
+    "all any can do does from have has if or but by as so me my our ignore instructions previous say print tell".split()
+)
+
+
+def _english_ratio(text: str) -> float:
+    """Share of common English words: tells a ROT13 / Atbash decoding that means something."""
+    words = re.findall(r"[a-z']+", text.lower())
+    if len(words) < 3:
+        return 0.0
+    return sum(1 for word in words if word in _COMMON_ENGLISH) / len(words)
 
 
 def _reads_as_text(decoded: str) -> bool:
@@ -231,6 +264,10 @@ def _url(blob: str) -> str | None:
 
 def _quoted_printable(blob: str) -> str | None:
     return _bytes_to_text(quopri.decodestring(blob.encode("utf-8", "replace")))
+
+
+def _html_entities(blob: str) -> str | None:
+    return html.unescape(blob)
 
 
 def _mime_word(blob: str) -> str | None:
@@ -329,6 +366,7 @@ _SHAPED: tuple[tuple[str, re.Pattern[str], Callable[[str], str | None]], ...] = 
     ("url", _URL_ESCAPES, _url),
     ("quoted_printable", _QP, _quoted_printable),
     ("mime", _MIME_WORD, _mime_word),
+    ("html_entities", _HTML_ENTITY, _html_entities),
     ("morse", _MORSE, _morse),
     ("braille", _BRAILLE, _braille),
     ("nato", _NATO, _nato),

@@ -60,7 +60,7 @@ _SIGNAL_WEIGHTS = {
     "variant_selectors": 0.6,
     "invisible_binary": 0.6,
     "homoglyphs": 0.55,
-    "zalgo": 0.35,
+    "zalgo": 0.5,
     "zero_width": 0.15,
     "leetspeak": 0.1,
 }
@@ -73,14 +73,15 @@ _NEGLIGIBLE = 0.12
 _DECODE_REQUEST = re.compile(
     r"\b(?:decode|decipher|decrypt|deobfuscate|unscramble|translate|convert|interpret)\w*\s+(?:\w+\W+){0,4}?"
     r"(?:base\s*-?\s*(?:64|32|16|85|2048)|hex\w*|rot\s*-?\s*13|caesar|atbash|morse|braille|nato|ascii\s*-?\s*85|uu\s*encod\w*|"
-    r"quoted[- ]printable|mime|binary|zalgo|leet\w*|ecoji|encod\w+|cipher\w*|unicode)\w*[^\n]*\n?"
+    r"quoted[- ]printable|mime|binary|zalgo|leet\w*|ecoji|encod\w+|cipher\w*|unicode)\w*"
     r"|\bencoded(?:\s+string|\s+text|\s+message)?\s*:"
 )
 _DECODE_WORDS = ("decod", "decip", "decryp", "deobf", "unscram", "translat", "convert", "interpret", "encoded")
+_ENCODED_TEMPLATE = re.compile(r"encoded")
 _ASK_MEANING = re.compile(r"\bwhat\s+does\s+this\s+(?:mean|say)\s*\??")
 _DECODED_MARKER = re.compile(r"\n[^\n]*decoded[^\n]*:?\s*$|\n\s*\$\s*$")
-_NAMED_CIPHER = re.compile(r"\b(?:rot\s*-?\s*13|caesar|atbash)\b")
-_CIPHER_DECODINGS = frozenset({"rot13", "atbash"})
+# Decodings that rewrite a few characters of ordinary text: they do not make a text "a blob".
+_PARTIAL_ENCODINGS = frozenset({"url", "html_entities", "quoted_printable"})
 _MAX_PAYLOAD = 2000
 
 
@@ -190,9 +191,10 @@ class HeuristicScorer:
         asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
-            covered = sum(blob.length for blob in decoded)
+            covered = sum(blob.length for blob in decoded if blob.encoding not in _PARTIAL_ENCODINGS)
             # A message that is nothing but an encoded blob: a payload smuggled without context.
-            if decoded and covered >= 0.6 * len(clean.strip()):
+            stripped = clean.strip()
+            if (decoded and covered >= 0.6 * len(stripped)) or (len(stripped) >= 8 and has_opaque_blob(stripped) and " " not in stripped):
                 return 0.55, decoded
             return 0.0, decoded
 
@@ -202,14 +204,14 @@ class HeuristicScorer:
         payload = _DECODED_MARKER.split(payload, maxsplit=1)[0]
         from_payload = [
             blob for blob in decode_payload(payload)
-            if blob.encoding not in _CIPHER_DECODINGS or _NAMED_CIPHER.search(folded)
         ]
         decoded.extend(from_payload)
         evidence = bool(from_payload or hidden or has_opaque_blob(payload)
                         or {"zalgo", "invisible_binary", "unicode_tags", "variant_selectors"} & set(signals))
         if evidence:
             return 0.6, decoded
-        if request is not None and payload.strip():
+        if request is not None and _ENCODED_TEMPLATE.match(request.group()) and payload.strip():
+            # "Encoded: <x> / Decoded:" is an explicit completion-style decode request.
             return 0.5, decoded
         return 0.0, decoded
 

@@ -112,7 +112,7 @@ RULES: tuple[Rule, ...] = (
           r"(?:instructions|guidelines|rules|restrictions|programming|directives|input|requests|messages|prompts?)", 0.75),
     _rule("override", _IGNORE_NEEDLES,
           rf"\b{_IGNORE}{_gap(2)}(?:all|any|every|your)\s+(?:\w+\s+)?(?:boundaries|limits|limitations|restrictions|filters|ethics|morals|"
-          r"safeguards|constraints|safety\s+\w+)\b", 0.7),
+          r"safeguards|constraints|rules|safety\s+\w+)\b", 0.7),
     _rule("override", ("ignor", "disregard"),
           r"\b(?:ignor\w*|disregard\w*)\s+(?:all|any|everything)\W+(?:\w+\W+){0,3}?(?:except|but|other\s+than|apart\s+from)\b", 0.5, 0.7),
     _rule("override", "overrid",
@@ -134,7 +134,11 @@ RULES: tuple[Rule, ...] = (
           r"(?:talimat\w*|komut\w*|kural\w*|yonerge\w*)\W+(?:\w+\W+){0,3}?(?:yok\s+say|gormezden\s+gel|unut|dikkate\s+alma)", 0.85),
     # --- role / persona hijack ---------------------------------------------------------------
     _rule("role_hijack", "anything now", r"\bdo\s+anything\s+now\b", 0.9),
-    _rule("role_hijack", " mode", rf"\b{_MODES}\s+mode\W+(?:\w+\W+){{0,2}}?(?:enabled|activated|engaged|unlocked|output|on\b)", 0.65),
+    _rule("role_hijack", " mode",
+          r"\b(?:god|jailbreak|jailbroken|unrestricted|unfiltered|uncensored|evil|dan|chaos|unlocked|sudo|anarchy|amoral)\s+mode\s*"
+          r"(?:is\s+(?:now\s+)?)?(?:enabled|activated|engaged|unlocked|output)", 0.65),
+    # "developer mode" is also a phone setting: on its own it is a weaker cue.
+    _rule("role_hijack", "developer", r"\bdeveloper\s+mode\s*(?:enabled|activated|engaged|unlocked|output)\b", 0.45),
     _rule("role_hijack", " mode",
           rf"\b(?:act|operat|respond|answer|pretend|simulat|behav|enter|switch|run)\w*\W+(?:\w+\W+){{0,6}}?(?:with|in|into|to)\s+{_MODES}\s+mode\b", 0.75),
     _rule("role_hijack", " mode", r"\b(?:jailbreak|jailbroken|god|dan|evil|unrestricted|uncensored|unfiltered|anarchy|amoral)\s+mode\b", 0.45),
@@ -172,6 +176,10 @@ RULES: tuple[Rule, ...] = (
           r"\b(?:deceased|late|dead|passed\s+away|miss)\W+(?:\w+\W+){0,3}?(?:grand\w+|granny|nana)", 0.3),
     _rule("jailbreak", ("grand", "granny", "nana"),
           r"\b(?:grand\w+|granny|nana)\W+(?:\w+\W+){0,6}?(?:used\s+to|would)\s+(?:tell|read|sing|say|use|recite|whisper|teach)", 0.3),
+    # Repetition payloads ("repeat the word X forever / 500 times") make models diverge and leak
+    # training data (Nasr et al. 2023, https://arxiv.org/abs/2311.17035) or burn tokens.
+    _rule("jailbreak", ("repeat", "forever"),
+          r"\brepeat\w*\s+(?:\w+\W+){0,6}?(?:\d{2,}\s+times|forever|indefinitely|endlessly)\b", 0.3),
     _rule("jailbreak", "hypothetical", r"\bhypothetical(?:ly)?\W+(?:response|scenario|story|situation|world|answer)", 0.3),
     _rule("jailbreak", ("rewrite", "revise", "continue"), r"\b(?:rewrite|revise|continue)\W+(?:\w+\W+){0,2}?(?:hypothetical|fictional)\b", 0.3),
     _rule("jailbreak", "purposes", r"\bfor\s+(?:educational|research|academic|informational|fictional|entertainment)\s+purposes", 0.25),
@@ -294,7 +302,7 @@ RULES: tuple[Rule, ...] = (
     _rule("code_injection", "=exactly", r"\b(?:respond|reply|answer|repeat)\s+(?:with\s+)?exactly\s+what\s+follows", 0.3),
     _rule("code_injection", ("drop", "shutdown", "union", "xp_", "waitfor", "sleep", "1=1", "1 = 1", "exec(", "exec ("),
           r"(?:'\s*;\s*(?:drop|shutdown|delete|exec|insert|update)|\bor\s+'?1'?\s*=\s*'?1|union\s+(?:all\s+)?select|xp_cmdshell|waitfor\s+delay|"
-          r";\s*shutdown|drop\s+table|exec\s*\(|pg_sleep|sleep\s*\(\s*\d+\s*\))", 0.25),
+          r";\s*shutdown|drop\s+table|drop\s+all\s+(?:\w+\s+)?tables|exec\s*\(|pg_sleep|sleep\s*\(\s*\d+\s*\))", 0.25),
     _rule("code_injection", "{{",
           r"\{\{[^}]{0,200}?(?:__\w+__|\bimport\b|open\s*\(|\bos\.|subprocess|\beval\b|\bexec\b|config\.|self\._)[^}]{0,200}\}\}", 0.45),
     _rule("code_injection", "{%", r"\{%[^%]{0,200}?(?:import|os\.|subprocess)", 0.45),
@@ -339,6 +347,6 @@ RULES: tuple[Rule, ...] = (
     _rule("indirect", ("for automated", "for ai "),
           r"\bfor\s+(?:automated|ai)\s+(?:\w+\s+)?(?:screening|analysis|review|evaluation|processing|readers?|systems?|software|tools?)", 0.3, 0.6),
     _rule("indirect", ("=end", "=beginning", "=start"),
-          r"\bat\s+the\s+(?:end|beginning|start)\s+of\s+(?:your|each|every)\s+(?:response|output|answer|reply|message)", 0.25),
+          r"\bat\s+the\s+(?:end|beginning|start)\s+of\s+(?:your|each|every)\s+(?:response|output|answer|reply|message)", 0.3),
     _rule("indirect", ("assistant:", "ai:", "model:", "chatbot:", "assistant :"), r"(?m)^\s*(?:assistant|ai|model|chatbot)\s*:\s*<[^>\n]{3,80}>", 0.3, 0.5),
 )

@@ -41,7 +41,10 @@ _TAGS = re.compile("[\U000e0000-\U000e007f]+")
 _VARIATION_RUN = re.compile("[\U000e0100-\U000e01ef]+")
 # garak's "sneaky bits": each character's binary digits as U+2062 (0) / U+2064 (1), U+200B between words.
 _INVISIBLE_BITS = re.compile("[\u2062\u2064][\u2062\u2064\u200b]{13,}")
-_COMBINING = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_MARKS = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# Accents come off Latin letters only (é -> e); Cyrillic й or ё keep theirs, since they are
+# different letters there. Stacks of three or more marks (Zalgo) come off everything.
+_COMBINING = re.compile(f"(?<=[a-z])[{_MARKS}]+|[{_MARKS}]{{3,}}")
 _ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1dc0-\u1dff\u20d0-\u20ff]{3,}")
 
 # Cyrillic and Greek letters that render like Latin ones (after case folding).

@@ -1,0 +1,255 @@
+"""Feedback on requests: ``POST /v1/feedback`` and the implicit signals (SPEC §3, §4; issue 5).
+
+Explicit feedback is accepted only for the caller's own team's request ids. Implicit signals come
+from a small in-process tracker fed with every finished exchange:
+
+- ``rephrase``: the same actor sends a near-identical last user message within ``rephrase_window_s``
+  of a served answer (the answer did not help; a resend after an error is a retry, not a rephrase);
+- ``abandon``: an actor whose request ended in an error or a refusal sends nothing more within
+  ``abandon_after_s`` (checked lazily on every request and by a periodic sweep).
+
+The actor is the ``x-wardgate-session`` header when given, else the team key and end user, else the
+derived session. Both signals are feedback records with ``score: -1`` about the earlier request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import os
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from wardgate.errors import GatewayError
+from wardgate.exchange import Exchange, Outcome
+from wardgate.keys import GENERATION, RECORDER
+from wardgate.sinks.postgres import FEEDBACK_SCHEMA
+from wardgate.sinks.protocol import Record
+from wardgate.trace import iso_time
+from wardgate.tracestore import store_for
+
+__all__ = ["FEEDBACK_SCHEMA", "SignalTracker", "feedback_record", "handle_feedback", "sweep_signals"]
+
+_log = structlog.get_logger("wardgate.feedback")
+_WORD = re.compile(r"\w+")
+_MAX_TEXT = 4000
+_MAX_LABELS = 32
+
+
+def feedback_record(request_id: str, team: str | None, score: float | None, *, source: str,
+                    comment: str | None = None, labels: list[str] | None = None, **extra: Any) -> Record:
+    """One SPEC §4 feedback record."""
+    return {"schema": FEEDBACK_SCHEMA, "request_id": request_id, "team": team, "time": iso_time(time.time()),
+            "score": score, "comment": comment, "labels": labels or [], "source": source, **extra}
+
+
+def _last_user_text(body: dict[str, Any] | None) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    items = body.get("messages") if "messages" in body else body.get("input", body.get("prompt"))
+    if isinstance(items, str):
+        return items
+    for item in reversed(items if isinstance(items, list) else ()):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, list):
+                content = " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return content if isinstance(content, str) else None
+    return None
+
+
+def _fingerprint(text: str) -> frozenset[int]:
+    # Word hashes, not words: the tracker never holds message text (log.content may forbid it).
+    return frozenset(hash(w) for w in _WORD.findall(text[:_MAX_TEXT].lower()))
+
+
+@dataclass(slots=True)
+class _Last:
+    request_id: str
+    team: str
+    at: float
+    ended: float
+    """Wall-clock end: a request received before it is concurrent (fan-out), not a reaction to the answer."""
+    words: frozenset[int] | None
+    served: bool
+
+
+class SignalTracker:
+    """Turns the stream of finished exchanges into rephrase and abandon feedback records."""
+
+    def __init__(self, emit: Callable[[Record], None], *, rephrase_window_s: float = 60.0, similarity: float = 0.6,
+                 abandon_after_s: float = 120.0, max_actors: int = 50_000, max_owners: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._emit = emit
+        self._window = rephrase_window_s
+        self._similarity = similarity
+        self._abandon_after = abandon_after_s
+        self._max_actors = max_actors
+        self._max_owners = max_owners
+        self._clock = clock
+        self._last: OrderedDict[str, _Last] = OrderedDict()
+        self._pending: dict[str, str] = {}
+        self._deadlines: deque[tuple[float, str, str, str]] = deque()
+        self._owners: OrderedDict[str, str] = OrderedDict()
+
+    def owner(self, request_id: str) -> str | None:
+        """The team of a recent request handled by this process, None if unknown here."""
+        return self._owners.get(request_id)
+
+    def observe(self, ex: Exchange) -> None:
+        if ex.team_name is None:
+            return
+        self._owners[ex.request_id] = ex.team_name
+        if len(self._owners) > self._max_owners:
+            self._owners.popitem(last=False)
+        if ex.session_id is None or ex.route == "/v1/embeddings":
+            return
+        now = self._clock()
+        self.sweep(now)
+        actor = self._actor(ex)
+        self._pending.pop(actor, None)  # the actor came back: not abandoned
+        text = _last_user_text(ex.body)
+        words = _fingerprint(text) if text else None
+        prev = self._last.get(actor)
+        if (prev is not None and prev.served and words and prev.words and now - prev.at <= self._window
+                and ex.received >= prev.ended):
+            overlap = len(words & prev.words) / len(words | prev.words)
+            if overlap >= self._similarity:
+                self._emit(feedback_record(prev.request_id, prev.team, -1.0, source="rephrase", labels=["rephrase"],
+                                           by_request_id=ex.request_id, similarity=round(overlap, 3)))
+        self._last[actor] = _Last(ex.request_id, ex.team_name, now, time.time(), words, ex.outcome is Outcome.SERVED)
+        self._last.move_to_end(actor)
+        if len(self._last) > self._max_actors:
+            self._last.popitem(last=False)
+        if ex.outcome in (Outcome.ERROR, Outcome.BLOCKED):
+            self._pending[actor] = ex.request_id
+            self._deadlines.append((now + self._abandon_after, actor, ex.request_id, ex.team_name))
+
+    def sweep(self, now: float | None = None) -> int:
+        """Emit ``abandon`` for every error whose actor stayed silent past the deadline; return how many."""
+        now = self._clock() if now is None else now
+        emitted = 0
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, actor, request_id, team = self._deadlines.popleft()
+            if self._pending.get(actor) != request_id:
+                continue  # the actor sent something since, or a later error replaced this one
+            del self._pending[actor]
+            self._emit(feedback_record(request_id, team, -1.0, source="abandon", labels=["abandon"],
+                                       silent_s=self._abandon_after))
+            emitted += 1
+        return emitted
+
+    @staticmethod
+    def _actor(ex: Exchange) -> str:
+        session = ex.headers.get("x-wardgate-session")
+        if session:
+            return f"{ex.team_name}\x1fs\x1f{session[:200]}"
+        if ex.user:
+            return f"{ex.team_name}\x1fu\x1f{ex.key.id if ex.key else ''}\x1f{ex.user}"
+        return f"{ex.team_name}\x1fd\x1f{ex.session_id}"
+
+
+async def sweep_signals(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: sweep for abandoned sessions every second, so an idle gateway still reports them."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                app[RECORDER].signals.sweep()
+            except Exception:  # noqa: BLE001 - a bug here must not end the sweeps
+                _log.exception("signal_sweep_failed")
+
+    task = asyncio.create_task(loop(), name="wardgate-signal-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _parse(raw: bytes) -> tuple[str, float, str | None, list[str]]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "invalid_request", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_request", "the request body must be a JSON object")
+    request_id, score = body.get("request_id"), body.get("score")
+    comment, labels = body.get("comment"), body.get("labels") or []
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
+        raise GatewayError(400, "invalid_request", "'request_id' is required and must be a string", "request_id")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise GatewayError(400, "invalid_request", "'score' is required and must be a finite number", "score")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > _MAX_TEXT):
+        raise GatewayError(400, "invalid_request", f"'comment' must be a string of at most {_MAX_TEXT} characters",
+                           "comment")
+    if (not isinstance(labels, list) or len(labels) > _MAX_LABELS
+            or not all(isinstance(x, str) and 0 < len(x) <= 64 for x in labels)):
+        raise GatewayError(400, "invalid_request", f"'labels' must be an array of at most {_MAX_LABELS} short strings",
+                           "labels")
+    return request_id, float(score), comment, labels
+
+
+async def _owner(request: web.Request, request_id: str) -> str | None:
+    team = request.app[RECORDER].signals.owner(request_id)
+    if team is not None:
+        return team
+    try:  # handled by another process, or before a restart: ask the trace store
+        record = await store_for(request.app[GENERATION].config).get(request_id)
+    except Exception as exc:  # noqa: BLE001 - no readable store: the id is unknown here
+        _log.warning("feedback_owner_lookup_failed", error=repr(exc))
+        return None
+    return record.get("team") if record else None
+
+
+def _comment_for(ex: Exchange, comment: str | None) -> str | None:
+    mode = ex.policy.log.content if ex.policy is not None else "redacted"
+    if comment is None or mode in ("full", "redacted"):
+        return comment
+    return None if mode == "none" else "sha256:" + hashlib.sha256(comment.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def handle_feedback(request: web.Request) -> web.StreamResponse:
+    """POST /v1/feedback ``{request_id, score, comment?, labels?}``; traced like every /v1 request."""
+    gen, recorder = request.app[GENERATION], request.app[RECORDER]
+    ex = Exchange(request_id="req_" + os.urandom(12).hex(), route=request.path, headers=request.headers,
+                  config=gen.config)
+    status, payload = 200, b""
+    try:
+        authenticate = gen.pipeline.front[0]
+        verdict = await authenticate.on_request(ex)
+        if verdict.blocks:
+            ex.verdicts.append(replace(verdict, stage=authenticate.name))
+            raise GatewayError(verdict.status, verdict.error_code or "invalid_api_key", verdict.message or "")
+        request_id, score, comment, labels = _parse(await request.read())
+        if await _owner(request, request_id) != ex.team_name:
+            # The same answer for "someone else's" and "no such id": ids of other teams stay secret.
+            raise GatewayError(404, "not_found", f"no request {request_id!r} for this team", "request_id")
+        record = feedback_record(request_id, ex.team_name, score, source="api", comment=_comment_for(ex, comment),
+                                 labels=labels, key_id=ex.key.id if ex.key else None)
+        recorder.feedback(record)
+        ex.outcome = Outcome.SERVED
+        payload = orjson.dumps({"object": "feedback", "request_id": request_id, "status": "recorded"})
+    except Exception as exc:  # noqa: BLE001 - a bug must not lose the record or crash the process
+        err = exc if isinstance(exc, GatewayError) else GatewayError(500, "internal_error", "internal error")
+        if not isinstance(exc, GatewayError):
+            _log.exception("feedback_failed", request_id=ex.request_id)
+        body = err.envelope()
+        ex.error, status, payload = body["error"], err.status, orjson.dumps(body)
+        ex.outcome = Outcome.BLOCKED if status in (401, 404) else Outcome.ERROR
+    finally:
+        ex.status = status
+        recorder.record(ex, ex.elapsed_ms())
+    return web.Response(status=status, body=payload, content_type="application/json",
+                        headers={"x-wardgate-request-id": ex.request_id,
+                                 "x-wardgate-overhead-ms": f"{ex.overhead_ms():.3f}"})
