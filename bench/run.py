@@ -322,7 +322,7 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
             rows.append(Row(scenario.name, target.name, result, cpu, rss, other))
             print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                   f"p99 {result.p99_ms:7.2f} ms  CPU {cpu:.3f} ms/req  other load {other:.0f}%  "
-                  f"errors {result.errors}" + (f" ({refused})" if refused else ""), flush=True)
+                  f"errors {result.errors}" + "".join(f" ({x})" for x in (result.error_detail, refused) if x), flush=True)
     finally:
         procs.stop(target.name)
 

@@ -21,6 +21,7 @@ from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
 from wardgate.proxy import handle_api, handle_models, handle_unknown
 from wardgate.recorder import Recorder
+from wardgate.reload import RELOADER, setup_reload
 from wardgate.runtime import Generation, Services
 from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.sinks import SinkWriter, build_sink
@@ -94,7 +95,8 @@ async def _readyz(request: web.Request) -> web.Response:
     store_ok = await gen.services.store.ping()
     state = {"backend": gen.config.state.backend, "reachable": store_ok, "on_error": gen.config.state.on_error}
     ready = store_ok or gen.config.state.on_error == "open"
-    body = {"status": "ready" if ready else "not_ready", "generation": gen.number, "state": state}
+    body = {"status": "ready" if ready else "not_ready", "generation": gen.number, "state": state,
+            "config": request.app[RELOADER].status(request.app)}
     return web.Response(body=orjson.dumps(body), status=200 if ready else 503, content_type="application/json")
 
 
@@ -118,7 +120,8 @@ async def _render_http_errors(request: web.Request, handler):  # type: ignore[no
         return web.Response(status=exc.status, body=error_body(exc.status, code, exc.reason), content_type="application/json")
 
 
-def create_app(config: Config, *, generation: int = 1) -> web.Application:
+def create_app(config: Config, *, generation: int = 1, config_path: str | None = None) -> web.Application:
+    """``config_path`` is where reloads read from (SIGHUP, POST /admin/reload, file watching)."""
     # The body limit is enforced by the handler (413 with a trace record), so aiohttp's own is lifted above it.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[_render_http_errors])
     app[_CONFIG] = config
@@ -143,4 +146,6 @@ def create_app(config: Config, *, generation: int = 1) -> web.Application:
     app.router.add_get("/admin/traces", handle_traces)
     app.router.add_get("/admin/traces/{request_id}", handle_trace)
     app.router.add_get("/admin/budgets", handle_budgets)
+    setup_reload(app, config_path, lambda n, cfg: make_generation(n, cfg, app[_SESSION], app[_SERVICES]),
+                 watch_s=config.server.watch_config_s)
     return app

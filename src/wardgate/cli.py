@@ -61,7 +61,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print("wardgate: --workers > 1 needs a shared state store: budgets kept in each process's memory would "
               "multiply by the number of workers. Set `state: {backend: redis, redis_url: ...}`.", file=sys.stderr)
         return 2
-    return run(config, host, port, args.workers)
+    return run(config, host, port, args.workers, config_path=path)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -3,8 +3,10 @@
 Explicit feedback is accepted only for the caller's own team's request ids. Implicit signals come
 from a small in-process tracker fed with every finished exchange:
 
-- ``rephrase``: the same actor sends a near-identical last user message within ``rephrase_window_s``
-  of a served answer (the answer did not help; a resend after an error is a retry, not a rephrase);
+- ``rephrase``: the same actor sends a near-identical but reworded last user message within
+  ``rephrase_window_s`` after a served answer (the answer did not help). An exact resend is a retry
+  or an agent loop (the loop guard's business), a resend after an error is a retry, and a request
+  that arrived before the earlier one ended is a fan-out: none of them is a rephrase;
 - ``abandon``: an actor whose request ended in an error or a refusal sends nothing more within
   ``abandon_after_s`` (checked lazily on every request and by a periodic sweep).
 
@@ -81,6 +83,7 @@ class _Last:
     ended: float
     """Wall-clock end: a request received before it is concurrent (fan-out), not a reaction to the answer."""
     words: frozenset[int] | None
+    exact: int
     served: bool
 
 
@@ -120,14 +123,16 @@ class SignalTracker:
         self._pending.pop(actor, None)  # the actor came back: not abandoned
         text = _last_user_text(ex.body)
         words = _fingerprint(text) if text else None
+        exact = hash(text)
         prev = self._last.get(actor)
         if (prev is not None and prev.served and words and prev.words and now - prev.at <= self._window
-                and ex.received >= prev.ended):
+                and ex.received >= prev.ended and exact != prev.exact):
             overlap = len(words & prev.words) / len(words | prev.words)
             if overlap >= self._similarity:
                 self._emit(feedback_record(prev.request_id, prev.team, -1.0, source="rephrase", labels=["rephrase"],
                                            by_request_id=ex.request_id, similarity=round(overlap, 3)))
-        self._last[actor] = _Last(ex.request_id, ex.team_name, now, time.time(), words, ex.outcome is Outcome.SERVED)
+        self._last[actor] = _Last(ex.request_id, ex.team_name, now, time.time(), words, exact,
+                                  ex.outcome is Outcome.SERVED)
         self._last.move_to_end(actor)
         if len(self._last) > self._max_actors:
             self._last.popitem(last=False)

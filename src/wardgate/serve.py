@@ -1,4 +1,10 @@
-"""Run the gateway: uvloop when available, graceful shutdown on SIGTERM/SIGINT, N workers on one port."""
+"""Run the gateway: uvloop when available, graceful shutdown on SIGTERM/SIGINT, reload on SIGHUP,
+N workers on one port.
+
+Shutdown (issue 6): stop accepting, let in-flight requests and streams finish for up to
+``server.shutdown_grace_s`` (then cancel them: they settle and are recorded as client_closed),
+close the upstream session and the state store, flush every sink, exit 0.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from wardgate.app import create_app
+from wardgate.reload import RELOADER
 from wardgate.config.schema import Config
 
 __all__ = ["run"]
@@ -19,8 +26,8 @@ __all__ = ["run"]
 _log = structlog.get_logger("wardgate.serve")
 
 
-async def _serve(config: Config, host: str, port: int, sock: socket.socket | None) -> None:
-    app = create_app(config)
+async def _serve(config: Config, host: str, port: int, sock: socket.socket | None, config_path: str | None) -> None:
+    app = create_app(config, config_path=config_path)
     # handler_cancellation: a client that disconnects cancels its handler, and so the upstream call.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_grace_s)
@@ -32,7 +39,16 @@ async def _serve(config: Config, host: str, port: int, sock: socket.socket | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(app[RELOADER].reload(app))
+        reloads.add(task)  # keep a reference until it ends (the loop holds only a weak one)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
+    loop.remove_signal_handler(signal.SIGHUP)
     _log.info("shutting_down", grace_s=config.server.shutdown_grace_s)
     await runner.cleanup()  # stops accepting, waits for in-flight requests, flushes sinks
 
@@ -56,11 +72,14 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(config: Config, host: str, port: int, workers: int = 1) -> int:
-    """Serve until SIGTERM/SIGINT; with workers > 1, fork N processes sharing one SO_REUSEPORT port."""
+def run(config: Config, host: str, port: int, workers: int = 1, config_path: str | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; with workers > 1, fork N processes sharing one SO_REUSEPORT port.
+
+    ``config_path`` is what SIGHUP and ``POST /admin/reload`` reload from (None: the demo config).
+    """
     _install_uvloop()
     if workers <= 1:
-        asyncio.run(_serve(config, host, port, None))
+        asyncio.run(_serve(config, host, port, None, config_path))
         return 0
     children = []
     for _ in range(workers):
@@ -68,7 +87,7 @@ def run(config: Config, host: str, port: int, workers: int = 1) -> int:
         if pid == 0:
             code = 0
             try:
-                asyncio.run(_serve(config, host, port, _bound_socket(host, port)))
+                asyncio.run(_serve(config, host, port, _bound_socket(host, port), config_path))
             except BaseException:
                 code = 1
             finally:
@@ -77,6 +96,7 @@ def run(config: Config, host: str, port: int, workers: int = 1) -> int:
     forward = lambda signum, _frame: [os.kill(p, signum) for p in children]  # noqa: E731
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its own generation
     status = 0
     for pid in children:
         _, code = os.waitpid(pid, 0)

@@ -36,7 +36,7 @@ def test_the_shipped_example_and_demo_configs_are_valid():
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "policies", env={})
     assert {"search", "agents"} <= set(config.teams)
-    assert config.policies["strict"].injection.threshold == 0.5
+    assert config.policies["strict"].injection.threshold == 0.4
     assert config.policies["strict"].pii.restore is True  # inherited through extends
 
 

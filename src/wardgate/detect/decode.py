@@ -43,10 +43,7 @@ _HTML_ENTITY = re.compile(r"&(?:lt|gt|quot|amp|#\d{2,5}|#x[0-9a-fA-F]{2,4});")
 _MIME_WORD = re.compile(r"=\?[\w-]+\?[bBqQ]\?[^?\s]+\?=")
 _MORSE = re.compile(r"(?<![\w.-])(?:[.\-]{1,7}(?:\s*/\s*|\s+)){3,}[.\-]{1,7}(?![\w.-])")
 _BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
-_NATO_WORDS = (
-    "alfa alpha bravo charlie delta echo foxtrot golf hotel india juliett juliet kilo lima mike "
-    "november oscar papa quebec romeo sierra tango uniform victor whiskey whisky xray x-ray yankee zulu"
-).split()
+_NATO_WORDS = ["alfa", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "whisky", "xray", "x-ray", "yankee", "zulu"]
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO_SET = frozenset(_NATO_WORDS)
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
@@ -145,9 +142,10 @@ def _blob_tokens(text: str) -> list[str]:
         if len(token) < 12 and not token.endswith("="):
             continue
         token = token.strip("\"'`()[]{}<>,;:.!?")
-        if len(token) >= 12 or (token.endswith("=") and len(token) >= 4):
-            if not token.isalpha() or len(token) >= 20:
-                out.append(token)
+        long_enough = len(token) >= 12 or (token.endswith("=") and len(token) >= 4)
+        # A plain word is not a blob unless it is implausibly long for a word.
+        if long_enough and (not token.isalpha() or len(token) >= 20):
+            out.append(token)
     return out
 
 
@@ -202,8 +200,7 @@ def has_opaque_blob(text: str) -> bool:
 
 _SUBSTITUTIONS = frozenset(("rot13", "atbash"))
 _COMMON_ENGLISH = frozenset(
-    "the a an is are was be to of and in on at it for with that this you your i we they not what where how why "
-    "all any can do does from have has if or but by as so me my our ignore instructions previous say print tell".split()
+    ["the", "a", "an", "is", "are", "was", "be", "to", "of", "and", "in", "on", "at", "it", "for", "with", "that", "this", "you", "your", "i", "we", "they", "not", "what", "where", "how", "why", "all", "any", "can", "do", "does", "from", "have", "has", "if", "or", "but", "by", "as", "so", "me", "my", "our", "ignore", "instructions", "previous", "say", "print", "tell"]
 )
 
 

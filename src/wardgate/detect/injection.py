@@ -14,7 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from wardgate.detect.decode import DecodedBlob, decode_blobs, decode_payload, has_opaque_blob
+from wardgate.detect.decode import (
+    DecodedBlob,
+    decode_blobs,
+    decode_payload,
+    has_opaque_blob,
+)
 from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
 from wardgate.detect.normalize import fold_case, fold_leetspeak, normalize
 
@@ -194,7 +199,7 @@ class HeuristicScorer:
             covered = sum(blob.length for blob in decoded if blob.encoding not in _PARTIAL_ENCODINGS)
             # A message that is nothing but an encoded blob: a payload smuggled without context.
             stripped = clean.strip()
-            if (decoded and covered >= 0.6 * len(stripped)) or (len(stripped) >= 8 and has_opaque_blob(stripped) and " " not in stripped):
+            if (decoded and covered >= 0.6 * len(stripped)) or (len(stripped) >= 8 and " " not in stripped and has_opaque_blob(stripped)):
                 return 0.55, decoded
             return 0.0, decoded
 
@@ -219,7 +224,7 @@ class HeuristicScorer:
 _NON_LETTERS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalpha()})
 _NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _COMMON_WORDS = frozenset(
-    "a an and are as at be end following for if in is it not of on only just that the this to when with you your".split()
+    ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
 

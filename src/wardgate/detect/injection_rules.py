@@ -95,7 +95,7 @@ RULES: tuple[Rule, ...] = (
           rf"\b{_IGNORE}{_gap(2)}(?:everything|all|alles|todo|tout)\b{_gap(4)}(?:before|above|previously|so\s+far|until\s+now|"
           r"(?:you(?:'ve|\s+have|\s+were)?\s+)?(?:learned|been\s+told|told|know)|i\s+said|vorher|antes|avant)", 0.8),
     _rule("override", _IGNORE_NEEDLES,
-          rf"\b(?:ignor\w*|disregard|forget)\s+(?:them|it|this|these|those|that)\W+(?:and|but)\s+(?:instead|just|only|focus)", 0.6, 0.7),
+          r"\b(?:ignor\w*|disregard|forget)\s+(?:them|it|this|these|those|that)\W+(?:and|but)\s+(?:instead|just|only|focus)", 0.6, 0.7),
     _rule("override", ("ignor", "bypass", "overrid", "disable", "circumvent", "evade", "turn off", "deactivat"),
           r"\b(?:ignor\w*|bypass\w*|overrid\w*|disabl\w*|circumvent\w*|evad\w*|turn\s+off|deactivat\w*)\W+(?:\w+\W+){0,3}?"
           r"(?:safety|content|ethical|moral|security)\s+(?:filters?|guidelines|guardrails|restrictions|polic\w+|safeguards|protocols|checks)", 0.6),

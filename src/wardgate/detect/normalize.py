@@ -45,6 +45,7 @@ _MARKS = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe2
 # Accents come off Latin letters only (é -> e); Cyrillic й or ё keep theirs, since they are
 # different letters there. Stacks of three or more marks (Zalgo) come off everything.
 _COMBINING = re.compile(f"(?<=[a-z])[{_MARKS}]+|[{_MARKS}]{{3,}}")
+_ANY_MARK = re.compile(f"[{_MARKS}]")
 _ZALGO = re.compile("[\u0300-\u036f\u0483-\u0489\u1dc0-\u1dff\u20d0-\u20ff]{3,}")
 
 # Cyrillic and Greek letters that render like Latin ones (after case folding).
@@ -64,7 +65,7 @@ _NON_LATIN_LETTER = re.compile("[\u0250-\u02af\u0370-\u03ff\u0400-\u052f]")
 _TURKISH = str.maketrans({"ı": "i"})
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l"})
-_LEET_TOKEN = re.compile(r"[a-z0-9@$!|]*[a-z][a-z0-9@$!|]*")
+_LEET_TOKEN = re.compile(r"[a-z0-9@$!|]*(?:[a-z][013457@$!|]|[013457@$!|][a-z])[a-z0-9@$!|]*")
 # A leet character *inside* a word ("1gn0r3", "pr3v10us"); "mp3", "h264" or "$100" do not count.
 _LEET_INSIDE = re.compile(r"[a-z][013457$@|]+[a-z]")
 
@@ -86,31 +87,36 @@ def normalize(text: str) -> NormalizedText:
     signals: list[str] = []
     hidden_parts: list[str] = []
 
-    text = _TAG_FLAG.sub("", text)
-    tags = _TAGS.findall(text)
-    if tags:
-        signals.append("unicode_tags")
-        hidden_parts.extend("".join(chr(ord(c) - 0xE0000) for c in run) for run in tags)
-        text = _TAGS.sub("", text)
-    variations = _VARIATION_RUN.findall(text)
-    if variations:
-        signals.append("variant_selectors")
-        hidden_parts.extend(_decode_variation_run(run) for run in variations)
-        text = _VARIATION_RUN.sub("", text)
-    bits = _INVISIBLE_BITS.findall(text)
-    if bits:
-        signals.append("invisible_binary")
-        hidden_parts.extend(_decode_invisible_bits(run) for run in bits)
-        text = _INVISIBLE_BITS.sub("", text)
-    if _ZW_INSIDE_WORD.search(text):
-        signals.append("zero_width")
-    text = _INVISIBLE.sub("", text)
+    # Each costly pass runs only when a cheap test (max code point, one regex) says it can matter.
+    if max(text) >= "\U000e0000":
+        text = _TAG_FLAG.sub("", text)
+        tags = _TAGS.findall(text)
+        if tags:
+            signals.append("unicode_tags")
+            hidden_parts.extend("".join(chr(ord(c) - 0xE0000) for c in run) for run in tags)
+            text = _TAGS.sub("", text)
+        variations = _VARIATION_RUN.findall(text)
+        if variations:
+            signals.append("variant_selectors")
+            hidden_parts.extend(_decode_variation_run(run) for run in variations)
+            text = _VARIATION_RUN.sub("", text)
+    if _INVISIBLE.search(text):
+        bits = _INVISIBLE_BITS.findall(text)
+        if bits:
+            signals.append("invisible_binary")
+            hidden_parts.extend(_decode_invisible_bits(run) for run in bits)
+            text = _INVISIBLE_BITS.sub("", text)
+        if _ZW_INSIDE_WORD.search(text):
+            signals.append("zero_width")
+        text = _INVISIBLE.sub("", text)
 
     clean = unicodedata.normalize("NFKC", text)
     decomposed = unicodedata.normalize("NFKD", clean.casefold())
-    if len(_ZALGO.findall(decomposed)) >= 2:
-        signals.append("zalgo")
-    folded = unicodedata.normalize("NFC", _COMBINING.sub("", decomposed)).translate(_TURKISH)
+    if _ANY_MARK.search(decomposed):
+        if len(_ZALGO.findall(decomposed)) >= 2:
+            signals.append("zalgo")
+        decomposed = _COMBINING.sub("", decomposed)
+    folded = unicodedata.normalize("NFC", decomposed).translate(_TURKISH)
 
     mixed = _MIXED_WORD.findall(folded) if _NON_LATIN_LETTER.search(folded) else []
     if mixed:
@@ -131,12 +137,11 @@ def fold_leetspeak(text: str) -> str | None:
     """
     if len(_LEET_INSIDE.findall(text, 0, 20_000)) < 2:
         return None
-    return _LEET_TOKEN.sub(_unleet_token, text)
+    return _LEET_TOKEN.sub(_unleet_token, text)  # callback only on tokens mixing letters and leet
 
 
 def _unleet_token(match: re.Match[str]) -> str:
-    token = match.group()
-    return token.translate(_LEET) if not token.isalpha() else token
+    return match.group().translate(_LEET)
 
 
 def _decode_variation_run(run: str) -> str:
