@@ -57,13 +57,16 @@ async def _upstream(request: web.Request) -> web.StreamResponse:
                                   "usage": {"prompt_tokens": 20, "completion_tokens": 40, "total_tokens": 60}})
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await resp.prepare(request)
-    for i, word in enumerate(_WORDS):
-        if model == "stall" and i == 10:
-            await asyncio.sleep(2.0)  # past idle_timeout_s: the client gets one error event
-            return resp
-        await resp.write(_chunk(word))
-        await asyncio.sleep(0.01)
-    await resp.write(_chunk(None, "stop") + _chunk(None, usage=True) + b"data: [DONE]\n\n")
+    try:
+        for i, word in enumerate(_WORDS):
+            if model == "stall" and i == 10:
+                await asyncio.sleep(2.0)  # past idle_timeout_s: the client gets one error event
+                return resp
+            await resp.write(_chunk(word))
+            await asyncio.sleep(0.01)
+        await resp.write(_chunk(None, "stop") + _chunk(None, usage=True) + b"data: [DONE]\n\n")
+    except ConnectionError:
+        pass  # the gateway hung up (its client disconnected): expected here
     return resp
 
 
@@ -182,7 +185,8 @@ async def main(args: argparse.Namespace) -> int:
             print(f"t={s['t']:7.1f}s rss={s['rss_mb']:7.1f} MB fds={s['fds']:4.0f} tasks={s['tasks']:4.0f} "
                   f"requests={sum(counts.values())}", flush=True)
         await load
-        await asyncio.sleep(3.0)  # let in-flight work and the sink writer drain
+        # Let in-flight work, the sink writer and the upstream pool's keep-alive (15 s) drain.
+        await asyncio.sleep(args.drain_s)
         drained = await _sample(probe, base, proc.pid)
     proc.send_signal(signal.SIGTERM)
     code = await proc.wait()
@@ -210,5 +214,6 @@ if __name__ == "__main__":
     parser.add_argument("--rps", type=float, default=150.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--every-s", type=float, default=5.0)
+    parser.add_argument("--drain-s", type=float, default=20.0, help="idle time before the final sample")
     parser.add_argument("--json", help="write the summary and samples here")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

@@ -10,6 +10,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from wardgate.cli_traces import register as register_trace_commands
 from wardgate.config import ConfigError, load_config, load_config_text
 from wardgate.config.schema import Config
 
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--team", required=True)
     new.add_argument("--id")
     new.set_defaults(func=_cmd_keys_new)
+    register_trace_commands(sub)
     return parser
 
 

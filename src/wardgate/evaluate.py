@@ -149,7 +149,7 @@ def format_report(reports: list[Report], worst: int = 5) -> str:
         lines.append(f"{r.detector:<18} {f['precision']:9.4f} {f['recall']:7.4f} {f['f1']:6.4f} {f['fpr']:7.4f} "
                      f"{f['p50_us']:8.1f} {f['p99_us']:8.1f}  {r.tp + r.fn} positive, {r.negatives} negative rows"
                      + "".join(f"  {k}={v}" for k, v in r.notes.items()))
-    for r in reports:
+    for r in reports if worst > 0 else ():
         if r.misses:
             lines.append(f"\nworst misses ({r.detector}):")
             lines += [f"  {score:.3f}  {text}" for score, text in sorted(r.misses, reverse=True)[:worst]]
