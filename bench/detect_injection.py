@@ -101,6 +101,10 @@ def main() -> None:
     print(f"\nlatency, best of 3 runs (µs per text): p50={statistics.median(timings):.1f} p99={statistics.quantiles(timings, n=100)[98]:.1f} max={max(timings):.1f}")
     print(f"benign texts of 0.7-1.4 KB: n={len(benign_1kb)} p50={statistics.median(benign_1kb):.1f} µs p99={statistics.quantiles(benign_1kb, n=100)[98]:.1f} µs")
     print(f"µs per KB: p50={statistics.median(per_kb):.1f} p99={statistics.quantiles(per_kb, n=100)[98]:.1f}")
+    for low, high in ((700, 1400), (3000, 6000)):  # the gateway's budget is set on 1 KB and 4 KB prompts
+        sized = [kb for (row, _), kb in zip(scored, per_kb) if row["label"] == "benign" and low <= len(row["text"]) <= high]
+        print(f"benign texts of {low / 1000:.1f}-{high / 1000:.1f} KB: µs per KB p50={statistics.median(sized):.1f} "
+              f"p90={statistics.quantiles(sized, n=10)[8]:.1f}")
 
     if args.misses is not None:
         print()

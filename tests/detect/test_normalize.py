@@ -100,3 +100,14 @@ def test_leetspeak_is_folded_when_several_words_use_it():
 
 def test_leetspeak_leaves_ordinary_numbers_alone():
     assert fold_leetspeak("encode it as mp3 at 320 kbps in h264") is None
+
+
+def test_leetspeak_needs_two_swaps_inside_words():
+    assert fold_leetspeak("the mp3 costs $100 in 2024") is None
+    assert fold_leetspeak("1gn0r3 4ll pr3v10us") == "ignore all previous"
+
+
+def test_supplementary_characters_other_than_tags_are_left_alone():
+    result = normalize("emoji \U0001F600 and math \U0001D400 here")
+    assert result.signals == ()
+    assert result.hidden == ""

@@ -46,6 +46,7 @@ _BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
 _NATO_WORDS = ["alfa", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "whisky", "xray", "x-ray", "yankee", "zulu"]
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO_SET = frozenset(_NATO_WORDS)
+_NATO_CASED = frozenset(form for word in _NATO_WORDS for form in (word, word.capitalize(), word.title(), word.upper()))
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
 _WHOLE_LINE = frozenset(("quoted_printable", "html_entities"))
 _TOKEN_ENCODINGS = frozenset(("base64", "base32", "hex"))
@@ -77,11 +78,15 @@ _BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "
 
 def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text."""
-    wanted = _wanted_encodings(text)
+    tokens = text.split()
+    # Filtered in one comprehension: a Python-level loop over every word costs more than the rest.
+    long = [token for token in tokens if len(token) >= 12 or token[-1] == "="] if "=" in text else [
+        token for token in tokens if len(token) >= 12]
+    wanted = _wanted_encodings(text, tokens, bool(long))
     if not wanted:
         return ()
     found: list[DecodedBlob] = []
-    for token in _blob_tokens(text) if wanted & _TOKEN_ENCODINGS else ():
+    for token in _blob_tokens(long) if wanted & _TOKEN_ENCODINGS else ():
         for encoding, decoder in ((e, d) for e, _p, d in _SHAPED[:3]):
             if _TOKEN_CHARS[encoding].fullmatch(token):
                 decoded = decoder(token)
@@ -89,7 +94,7 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
                     found.append(DecodedBlob(encoding, decoded, len(token)))
                     break
     if "url" in wanted:
-        for token in text.split():
+        for token in [token for token in tokens if "%" in token]:
             if token.count("%") >= 2:
                 decoded = unquote(token)
                 if decoded != token and _reads_as_text(decoded):
@@ -105,17 +110,16 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _wanted_encodings(text: str) -> set[str]:
+def _wanted_encodings(text: str, tokens: list[str], long: bool) -> set[str]:
     """Cheap checks (substring tests, token lengths) that pick the decoders worth running.
 
     Most text has no blob at all, and one regex pass per encoding would cost more than all the
     injection rules together.
     """
     wanted: set[str] = set()
-    tokens = text.split()
     if not tokens:
         return wanted
-    if max(map(len, tokens)) >= 12 or "=" in text:
+    if "=" in text or long:
         wanted.update(_TOKEN_ENCODINGS)
     if "=" in text:
         if "=?" in text:
@@ -130,17 +134,20 @@ def _wanted_encodings(text: str) -> set[str]:
         wanted.add("morse")
     if not text.isascii() and _BRAILLE.search(text):
         wanted.add("braille")
-    if len(_NATO_SET.intersection(tokens)) + len(_NATO_SET.intersection(text.lower().split())) >= 3:
+    # NATO words come as "echo", "Echo" or "ECHO": two of those before lower-casing every word
+    # (a deliberately mixed "eChO" is not looked for).
+    if len(_NATO_CASED.intersection(tokens)) < 2:
+        return wanted
+    lowered = len(_NATO_SET.intersection(text.lower().split()))
+    if lowered >= 2 and len(_NATO_SET.intersection(tokens)) + lowered >= 3:
         wanted.add("nato")
     return wanted
 
 
-def _blob_tokens(text: str) -> list[str]:
-    """Whitespace tokens that could be a base64 / base32 / hex blob, stripped of quotes and brackets."""
+def _blob_tokens(long: list[str]) -> list[str]:
+    """Long or padded tokens that could be a base64 / base32 / hex blob, stripped of quotes and brackets."""
     out = []
-    for token in text.split():
-        if len(token) < 12 and not token.endswith("="):
-            continue
+    for token in long:
         token = token.strip("\"'`()[]{}<>,;:.!?")
         long_enough = len(token) >= 12 or (token.endswith("=") and len(token) >= 4)
         # A plain word is not a blob unless it is implausibly long for a word.

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from re import (
+    _parser as _sre,  # the stdlib's own regex parser (Python >= 3.11), see _starts
+)
 from typing import Protocol
 
 from wardgate.detect.decode import (
@@ -81,7 +84,6 @@ _DECODE_REQUEST = re.compile(
     r"quoted[- ]printable|mime|binary|zalgo|leet\w*|ecoji|encod\w+|cipher\w*|unicode)\w*"
     r"|\bencoded(?:\s+string|\s+text|\s+message)?\s*:"
 )
-_DECODE_WORDS = ("decod", "decip", "decryp", "deobf", "unscram", "translat", "convert", "interpret", "encoded")
 _ENCODED_TEMPLATE = re.compile(r"encoded")
 _ASK_MEANING = re.compile(r"\bwhat\s+does\s+this\s+(?:mean|say)\s*\??")
 _DECODED_MARKER = re.compile(r"\n[^\n]*decoded[^\n]*:?\s*$|\n\s*\$\s*$")
@@ -99,34 +101,33 @@ class HeuristicScorer:
         # stem (matched on the words' first five letters: "ignor" for ignore/ignoring/ignorez), a
         # shorter one a whole word; a phrase is keyed by its least common word. Needles that are
         # not plain words (punctuation, CJK) are looked up as substrings.
-        gated = []
-        substrings: set[str] = set()
-        for rule in rules:
-            keys: set[str] = set()
-            subs: set[str] = set()
+        words: dict[str, list[int]] = {}
+        stems: dict[str, list[int]] = {}
+        subs: dict[str, list[int]] = {}
+        for position, rule in enumerate(rules):
             for needle in rule.needles:
                 key = _word_key(needle)
-                if key is None:
-                    subs.add(needle)
-                else:
-                    keys.add(key)
-            substrings |= subs
-            gated.append((rule, frozenset(keys), frozenset(subs)))
-        self._rules = tuple(gated)
-        # Inverted index: word key or substring -> positions of the rules it gates.
-        index: dict[str, list[int]] = {}
-        for position, (_rule, keys, subs) in enumerate(gated):
-            for key in keys | subs:
-                index.setdefault(key, []).append(position)
-        self._index = {key: tuple(positions) for key, positions in index.items()}
-        self._index_keys = frozenset(index)
+                table = subs if key is None else stems if key.startswith("*") else words
+                table.setdefault(needle if key is None else key.lstrip("*"), []).append(position)
+        self._rules = rules
+        self._words = {key: tuple(positions) for key, positions in words.items()}
+        self._stems = {key: tuple(positions) for key, positions in stems.items()}
+        self._subs = {key: tuple(positions) for key, positions in subs.items()}
+        self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
         # Substring needles grouped by their first punctuation character: one cheap character
-        # test skips a whole group (most text has no "<|", "[system" or "{{").
+        # test skips a whole group (most text has no "<|", "[system" or "{{"). An ASCII view
+        # (nearly all text) skips the groups of CJK, Arabic or emoji needles outright.
         groups: dict[str, list[str]] = {}
-        for needle in sorted(substrings):
+        for needle in sorted(subs):
             trigger = next((c for c in needle if not c.isalnum() and c != " "), needle[0])
             groups.setdefault(trigger, []).append(needle)
-        self._substrings = tuple((trigger, tuple(needles)) for trigger, needles in groups.items())
+        self._groups = tuple((trigger, tuple(needles), _any_of(trigger, needles)) for trigger, needles in groups.items())
+        self._ascii_groups = tuple(g for g in self._groups if all(needle.isascii() for needle in g[1]))
+        # re.search tries a pattern that does not open with a literal at every position (~20 µs
+        # per KB each). Every match of a rule starts with one of its literal prefixes, so the rule
+        # is instead tried with .match() where str.find (a C scan) sees one of them.
+        self._starts = tuple(_starts(rule.pattern) for rule in rules)
+        self._weights = tuple((rule.user, rule.tool) for rule in rules)
 
     def score(self, text: str, role: str = "user") -> InjectionResult:
         tool = role == "tool"
@@ -134,14 +135,16 @@ class HeuristicScorer:
         signals = list(norm.signals)
         fired: dict[Rule, None] = {}  # insertion-ordered set
 
-        self._scan(norm.text, fired, tool)
+        vocabulary = _vocabulary(norm.text)
+        self._scan(norm.text, fired, tool, vocabulary)
         if norm.hidden:
             self._scan(norm.hidden, fired, tool)
         leet = fold_leetspeak(norm.text)
         if leet is not None and leet != norm.text and self._scan(leet, fired, tool):
             signals.append("leetspeak")
 
-        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals)
+        stems = vocabulary[1] if vocabulary[2] else None
+        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals, stems)
         for blob in decoded:
             if self._scan(fold_case(blob.text), fired, tool):
                 signals.append(f"{blob.encoding}_decoded")
@@ -162,37 +165,42 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, view: str, fired: dict[Rule, None], tool: bool) -> bool:
+    def _scan(self, view: str, fired: dict[Rule, None], tool: bool,
+              vocabulary: tuple[set[str], set[str], bool] | None = None) -> bool:
         """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
-        if view.isascii():
-            # bytes.translate is a C table lookup; str.translate with a dict is ten times slower.
-            tokens = view.encode("ascii").translate(_NON_LETTER_BYTES).decode("ascii").split()
-        else:
-            tokens = view.translate(_NON_LETTERS).split()
-        words = set(tokens)
-        words.update(["*" + token[:5] for token in tokens if len(token) >= 5])
-        found = {
-            needle
-            for trigger, needles in self._substrings if trigger in view
-            for needle in needles if needle in view
-        }
+        words, stems, ascii_view = vocabulary or _vocabulary(view)
+        groups = self._ascii_groups if ascii_view else self._groups
         candidates: set[int] = set()
-        for key in self._index_keys.intersection(words | found):
-            candidates.update(self._index[key])
+        for key in self._word_keys.intersection(words):
+            candidates.update(self._words[key])
+        for key in self._stem_keys.intersection(stems):
+            candidates.update(self._stems[key])
+        for trigger, needles, any_of in groups:
+            # "(" or ":" is in most text: one regex scan tells whether any needle of the group is.
+            if trigger in view and any_of.search(view):
+                for needle in needles:
+                    if needle in view:
+                        candidates.update(self._subs[needle])
         new = False
+        role = 1 if tool else 0
+        # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
+        # Stems only vouch for word starts in an ASCII view: elsewhere "“ignore" is one token.
+        offsets: dict[str, list[int] | None] = {}
+        known = stems if ascii_view else None
         for position in sorted(candidates):
-            rule = self._rules[position][0]
-            if rule in fired or (rule.tool if tool else rule.user) < _NEGLIGIBLE:
+            rule = self._rules[position]
+            if rule in fired or self._weights[position][role] < _NEGLIGIBLE:
                 continue
-            if rule.pattern.search(view):
+            if _first_match(rule.pattern, view, self._starts[position], offsets, known) is not None:
                 fired[rule] = None
                 new = True
         return new
 
-    def _decode(self, folded: str, clean: str, hidden: str, signals: list[str]) -> tuple[float, list[DecodedBlob]]:
+    def _decode(self, folded: str, clean: str, hidden: str, signals: list[str],
+                stems: set[str] | None) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
         decoded = list(decode_blobs(clean))
-        request = _DECODE_REQUEST.search(folded) if any(w in folded for w in _DECODE_WORDS) else None
+        request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems)
         asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
@@ -221,12 +229,39 @@ class HeuristicScorer:
         return 0.0, decoded
 
 
-_NON_LETTERS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalpha()})
+_NON_LETTER_UTF8 = bytes(c if c >= 0x80 or chr(c).isalpha() else 0x20 for c in range(256))
 _NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _COMMON_WORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
+
+
+def _vocabulary(view: str) -> tuple[set[str], set[str], bool]:
+    """The words of ``view`` (letter runs), their five-letter stems, and whether it is ASCII."""
+    ascii_view = view.isascii()
+    if ascii_view:
+        # bytes.translate is a C table lookup; str.translate with a dict is ten times slower.
+        words = set(view.encode("ascii").translate(_NON_LETTER_BYTES).decode("ascii").split())
+    else:
+        # The same map over UTF-8 bytes: it leaves every byte of a multi-byte character alone.
+        raw = view.encode("utf-8", "surrogatepass").translate(_NON_LETTER_UTF8)
+        words = set(raw.decode("utf-8", "surrogatepass").split())
+    return words, {word[:5] for word in words if len(word) > 4}, ascii_view
+
+
+def _any_of(trigger: str, needles: list[str]) -> re.Pattern[str]:
+    """A pattern that finds any of ``needles`` (each holding ``trigger``) starting from the trigger.
+
+    Opening on a literal lets re skip to each trigger in C; the rest of each needle is checked
+    by a lookbehind and a lookahead around it.
+    """
+    around = []
+    for needle in needles:
+        cut = needle.index(trigger) + 1
+        before, after = needle[:cut], needle[cut:]
+        around.append((f"(?<={re.escape(before)})" if len(before) > 1 else "") + (f"(?={re.escape(after)})" if after else ""))
+    return re.compile(f"{re.escape(trigger)}(?:{'|'.join(around)})")
 
 
 def _word_key(needle: str) -> str | None:
@@ -244,6 +279,112 @@ def _word_key(needle: str) -> str | None:
     return max((w for w in words if w not in _COMMON_WORDS), key=len, default=max(words, key=len))
 
 
+# Past this many prefix occurrences per KB one regex scan (~20 µs/KB) is cheaper than a
+# .match() call (~0.3 µs) at each.
+_STARTS_PER_KB = 48
+_MAX_PREFIXES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Starts:
+    """The literal prefixes a rule's matches begin with; ``stemmed`` follow a ``\\b`` and begin
+    with five ASCII letters, so in an ASCII view they can only occur if their stem is a word's."""
+
+    prefixes: tuple[str, ...]
+    stemmed: frozenset[str]
+
+
+def _first_match(pattern: re.Pattern[str], view: str, starts: _Starts | None,
+                 offsets: dict[str, list[int] | None], stems: set[str] | None) -> re.Match[str] | None:
+    """The same match as ``pattern.search(view)``, tried only where a match can start."""
+    if starts is None:
+        return pattern.search(view)
+    limit = 16 + len(view) * _STARTS_PER_KB // 1024
+    found: list[int] = []
+    for prefix in starts.prefixes:
+        if stems is not None and prefix in starts.stemmed and prefix[:5] not in stems:
+            continue
+        at = offsets.get(prefix, ())
+        if at == ():
+            at = offsets[prefix] = _offsets(view, prefix, limit)
+        if at is None or len(found) + len(at) > limit:
+            return pattern.search(view)
+        found += at
+    match = pattern.match
+    for at in sorted(found):  # leftmost first: the match search would return
+        hit = match(view, at)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _offsets(view: str, prefix: str, limit: int) -> list[int] | None:
+    """Every offset of ``prefix`` in ``view`` (overlaps included), or None past ``limit``."""
+    found: list[int] = []
+    find = view.find
+    at = find(prefix)
+    while at >= 0:
+        if len(found) == limit:
+            return None
+        found.append(at)
+        at = find(prefix, at + 1)
+    return found
+
+
+def _starts(pattern: re.Pattern[str]) -> _Starts | None:
+    """Literal strings one of which every match of ``pattern`` begins with; None if unknown.
+
+    Read from the stdlib's parse tree, so it is exact for any pattern; a construct it does not
+    follow only ends a prefix early, and a pattern with an empty prefix keeps plain search.
+    """
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        parsed = _sre.parse(pattern.pattern, pattern.flags)
+        heads = _heads(parsed)
+        bounded = len(parsed) > 0 and parsed[0] == (_sre.AT, _sre.AT_BOUNDARY)
+    except (TypeError, ValueError, AttributeError, IndexError, RecursionError):  # a future parser
+        return None
+    if not heads or any(not head for head, _open in heads):
+        return None
+    prefixes = sorted({head for head, _open in heads})
+    # "do" covers "don": keep the shortest, each offset is found once.
+    kept = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
+    stemmed = {p for p in kept if bounded and len(p) >= 5 and p[:5].isascii() and p[:5].isalpha()}
+    return _Starts(kept, frozenset(stemmed))
+
+
+def _heads(items: list) -> set[tuple[str, bool]]:  # items: a private sre parse tree (re._parser)
+    """The literal prefixes of a parsed sequence, each flagged True while still open (all literal)."""
+    heads = {("", True)}
+    for op, av in items:
+        if not any(is_open for _head, is_open in heads):
+            break
+        if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
+            continue  # zero width: the prefix carries on past it
+        if op is _sre.LITERAL:
+            step = {(chr(av), True)}
+        elif op is _sre.IN and len(av) <= 8 and all(kind is _sre.LITERAL for kind, _code in av):
+            step = {(chr(code), True) for _kind, code in av}
+        elif op is _sre.SUBPATTERN:
+            step = _heads(av[-1])
+        elif op is _sre.BRANCH:
+            step = set().union(*(_heads(branch) for branch in av[1]))
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
+            step = {(head, False) for head, _open in _heads(av[2])}  # one repetition, then stop
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[:2] == (0, 1):
+            step = _heads(av[2]) | {("", True)}  # "x?": with or without it
+        else:
+            step = {("", False)}
+        grown = {(head + more, more_open) for head, is_open in heads if is_open for more, more_open in step}
+        grown |= {(head, False) for head, is_open in heads if not is_open}
+        if len(grown) > _MAX_PREFIXES:
+            return {(head, False) for head, _open in heads}  # shorter prefixes are still exact
+        heads = grown
+    return heads
+
+
+_DECODE_STARTS = _starts(_DECODE_REQUEST)
 _SHARED = HeuristicScorer()
 
 
