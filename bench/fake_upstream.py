@@ -56,7 +56,7 @@ def _usage(profile: Profile) -> dict[str, int]:
 
 def _words(profile: Profile) -> list[str]:
     # Plain prose, so output guardrails scan something like a real answer and find nothing to block.
-    words = ["The", "weather", "in", "the", "mountains", "tends", "to", "change", "quickly,", "so", "pack", "layers", "and", "check", "the", "forecast", "before", "you", "leave."]
+    words = _ANSWER.split(" ")
     return [words[i % len(words)] + " " for i in range(max(profile.chunks, 1))]
 
 

@@ -287,28 +287,37 @@ def _check(url: str, body: bytes) -> str | None:
         return f"HTTP {exc.code}: {exc.read()[:300]!r}"
 
 
-def _refusals(traces: Path, offsets: dict[Path, int]) -> str:
-    """Why requests were refused since the last call, from the gateway's trace records (jsonl sink)."""
+def _refusals(traces: Path, offsets: dict[int, int]) -> str:
+    """Why requests were refused since the last call, from the gateway's trace records (jsonl sink).
+
+    Offsets are kept per inode: the sink rotates its file (100 MB by default) while we read.
+    """
     counts: Counter[str] = Counter()
     for path in traces.parent.glob(traces.name + "*"):
-        with path.open("rb") as f:
-            f.seek(offsets.get(path, 0))
-            data = f.read()
+        try:
+            with path.open("rb") as f:
+                inode = os.fstat(f.fileno()).st_ino
+                f.seek(offsets.get(inode, 0))
+                data = f.read()
+        except OSError:
+            continue
         end = data.rfind(b"\n") + 1  # a record still being written waits for the next call
-        offsets[path] = offsets.get(path, 0) + end
+        offsets[inode] = offsets.get(inode, 0) + end
         for line in data[:end].splitlines():
-            if line:
+            try:
                 record = json.loads(line)
-                if (record.get("status") or 0) >= 400 and record["status"] != 499:  # 499: wrk stopping mid-request
-                    codes = ",".join(v["code"] for v in record.get("verdicts") or () if v.get("action") == "block")
-                    counts[f"{record['status']} {codes or (record.get('error') or {}).get('code')}"] += 1
+            except ValueError:
+                continue
+            if (record.get("status") or 0) >= 400 and record["status"] != 499:  # 499: wrk stopping mid-request
+                codes = ",".join(v["code"] for v in record.get("verdicts") or () if v.get("action") == "block")
+                counts[f"{record['status']} {codes or (record.get('error') or {}).get('code')}"] += 1
     return ", ".join(f"{k} ×{n}" for k, n in counts.most_common(6))
 
 
 def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies: dict[str, list[bytes]],
                 env: dict[str, str], args: argparse.Namespace, rows: list[Row]) -> None:
     traces = Path(env["BENCH_TMP"]) / "traces.jsonl"
-    offsets: dict[Path, int] = {}
+    offsets: dict[int, int] = {}
     for old in traces.parent.glob(traces.name + "*"):
         old.unlink()  # the previous target's records
     pid, url = _start_target(procs, target, env, args.pin)
@@ -322,7 +331,8 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
             rows.append(Row(scenario.name, target.name, result, cpu, rss, other))
             print(f"  {scenario.name:9} {target.name:28} {result.rps:8.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
                   f"p99 {result.p99_ms:7.2f} ms  CPU {cpu:.3f} ms/req  other load {other:.0f}%  "
-                  f"errors {result.errors}" + "".join(f" ({x})" for x in (result.error_detail, refused) if x), flush=True)
+                  f"errors {result.errors}" + "".join(f" ({x})" for x in (result.error_detail, refused) if x),
+                  flush=True)
     finally:
         procs.stop(target.name)
 
@@ -362,17 +372,17 @@ def table(rows: list[Row]) -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="wardgate benchmark (see bench/README.md)")
-    parser.add_argument("--quick", action="store_true", help="2 s per cell, 1 s warm-up: under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="1 s per cell after 1 s warm-up: a smoke run, < 2 min")
     parser.add_argument("--scenario", nargs="*", choices=[s.name for s in SCENARIOS] + ["workers"])
     parser.add_argument("--target", nargs="*", choices=[t.name for t in TARGETS])
-    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 10, quick 2)")
+    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 10, quick 1)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 3, quick 1)")
     parser.add_argument("--driver", choices=["auto", "wrk", "aiohttp"], default="auto")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/injection-dev.jsonl"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
-    args.duration = args.duration or (2.0 if args.quick else 10.0)
+    args.duration = args.duration or (1.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     if args.driver == "auto":
         args.driver = "wrk" if have_wrk() else "aiohttp"

@@ -102,12 +102,15 @@ _MIX = [("ok", False, False, 30), ("ok", True, False, 25), ("ok", True, True, 10
         ("reset", True, False, 8), ("slow", False, False, 2), ("stall", True, False, 5), ("flaky", True, False, 10)]
 
 
-async def _one(session: aiohttp.ClientSession, base: str, counts: collections.Counter) -> None:
+async def _one(session: aiohttp.ClientSession, base: str, counts: collections.Counter, sessions: int) -> None:
     model, stream, disconnect, _ = random.choices(_MIX, weights=[m[3] for m in _MIX])[0]
     body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": f"soak {random.random()}"}]}
+    # A steady state has a bounded set of live agent sessions and users, as production does; one new
+    # session per request would instead measure the per-session caches filling up to their caps.
+    n = random.randrange(sessions)
+    headers = {"Authorization": f"Bearer {_KEY}", "x-wardgate-session": f"soak-{n}", "x-wardgate-user": f"u-{n % 200}"}
     try:
-        async with session.post(f"{base}/v1/chat/completions", json=body,
-                                headers={"Authorization": f"Bearer {_KEY}"}) as resp:
+        async with session.post(f"{base}/v1/chat/completions", json=body, headers=headers) as resp:
             if disconnect:
                 await resp.content.readuntil(b"\n\n")
                 await resp.content.readuntil(b"\n\n")
@@ -129,14 +132,14 @@ async def _sample(session: aiohttp.ClientSession, base: str, pid: int) -> dict[s
     return {"rss_mb": rss_kb / 1024, "fds": fds, "tasks": tasks}
 
 
-async def _load(base: str, rps: float, until: float, counts: collections.Counter) -> None:
+async def _load(base: str, rps: float, until: float, counts: collections.Counter, sessions: int) -> None:
     """Open-loop arrivals at a steady rate (not closed-loop: a slow gateway does not slow the load)."""
     inflight: set[asyncio.Task[None]] = set()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=512)) as session:
         next_at = time.monotonic()
         while time.monotonic() < until:
-            task = asyncio.create_task(_one(session, base, counts))
+            task = asyncio.create_task(_one(session, base, counts, sessions))
             inflight.add(task)
             task.add_done_callback(inflight.discard)
             next_at += random.expovariate(rps)
@@ -176,7 +179,7 @@ async def main(args: argparse.Namespace) -> int:
         print(f"baseline: {baseline}  (logs and traces in {tmp})", flush=True)
         counts: collections.Counter = collections.Counter()
         started = time.monotonic()
-        load = asyncio.create_task(_load(base, args.rps, started + args.minutes * 60, counts))
+        load = asyncio.create_task(_load(base, args.rps, started + args.minutes * 60, counts, args.sessions))
         samples = []
         while not load.done():
             await asyncio.sleep(args.every_s)
@@ -196,7 +199,7 @@ async def main(args: argparse.Namespace) -> int:
     first, last = after[0], after[-1]
     peak = max(s["rss_mb"] for s in after)
     growth = (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"] * 100
-    summary = {"minutes": args.minutes, "rps": args.rps, "requests": sum(counts.values()),
+    summary = {"minutes": args.minutes, "rps": args.rps, "sessions": args.sessions, "requests": sum(counts.values()),
                "rss_mb_at_warmup": round(first["rss_mb"], 1), "rss_mb_end": round(last["rss_mb"], 1),
                "rss_mb_peak_after_warmup": round(peak, 1), "rss_growth_after_warmup_pct": round(growth, 2),
                "fds_baseline": baseline["fds"], "fds_drained": drained["fds"],
@@ -214,6 +217,7 @@ if __name__ == "__main__":
     parser.add_argument("--rps", type=float, default=150.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--every-s", type=float, default=5.0)
+    parser.add_argument("--sessions", type=int, default=2000, help="distinct agent sessions in the traffic")
     parser.add_argument("--drain-s", type=float, default=20.0, help="idle time before the final sample")
     parser.add_argument("--json", help="write the summary and samples here")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

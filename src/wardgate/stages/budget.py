@@ -89,6 +89,10 @@ class Budget:
         self._session_usd = policy.loops.max_session_usd if policy.loops.action != "off" else None
         self._team_limits = {name: _limits(f"team:{name}", team.budgets) for name, team in config.teams.items()}
 
+    def _applies(self, ex: Exchange, team: TeamConfig) -> bool:
+        return bool(self._team_limits.get(ex.team_name or "") or (ex.key is not None and team.key_budgets)
+                    or (ex.user and team.user_budgets) or (ex.session_id and (self._session_tokens or self._session_usd)))
+
     def _charges(self, ex: Exchange, team: TeamConfig, prompt: int, completion: int) -> list[Charge]:
         usd = cost_of({"prompt_tokens": prompt, "completion_tokens": completion}, ex.model.price) if ex.model else 0.0
         amounts = {Unit.REQUESTS: 1.0, Unit.TOKENS: float(prompt + completion), Unit.USD: usd or 0.0}
@@ -109,11 +113,11 @@ class Budget:
         team = ex.team
         if team is None or ex.team_name is None:
             return ALLOW
+        if not self._applies(ex, team):
+            return ALLOW  # no counter for this request: no token counting, no store round trip
         prompt, completion = estimate_tokens(ex, self._default_max)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
-        if not charges:
-            return ALLOW
         try:
             result = await self._store.reserve(ex.team_name, ex.request_id, charges, self._ttl, now=ex.received)
         except StateUnavailable as exc:
