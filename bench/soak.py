@@ -119,7 +119,7 @@ async def _one(session: aiohttp.ClientSession, base: str, counts: collections.Co
                 return
             await resp.read()
             counts[f"{model}:{'stream' if stream else 'whole'}:{resp.status}"] += 1
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         counts[f"client_error:{type(exc).__name__}"] += 1
 
 
@@ -162,7 +162,7 @@ async def main(args: argparse.Namespace) -> int:
     up_port, gw_port = _free_port(), _free_port()
     await web.TCPSite(runner, "127.0.0.1", up_port).start()
     (tmp / "gateway.yaml").write_text(_config(f"http://127.0.0.1:{up_port}", tmp))
-    log = open(tmp / "gateway.log", "wb")  # noqa: SIM115 - closed at the end
+    log = open(tmp / "gateway.log", "wb")  # noqa: SIM115, ASYNC230 - closed at the end
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "wardgate", "serve", "--config",
                                                 str(tmp / "gateway.yaml"), "--port", str(gw_port),
                                                 "--log-level", "warning", stdout=log, stderr=log)

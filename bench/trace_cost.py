@@ -24,10 +24,25 @@ import asyncpg
 from aiohttp import web
 
 from wardgate.config.schema import ModelConfig, PolicyConfig
-from wardgate.exchange import Action, Exchange, Outcome, Redaction, Span, ToolCall, Verdict
+from wardgate.exchange import (
+    Action,
+    Exchange,
+    Outcome,
+    Redaction,
+    Span,
+    ToolCall,
+    Verdict,
+)
 from wardgate.metrics import Metrics
 from wardgate.recorder import Recorder
-from wardgate.sinks import HttpSink, JsonlSink, PostgresSink, RedisStreamSink, Sink, SinkWriter
+from wardgate.sinks import (
+    HttpSink,
+    JsonlSink,
+    PostgresSink,
+    RedisStreamSink,
+    Sink,
+    SinkWriter,
+)
 from wardgate.trace import build_record
 
 _STAGES = ("authenticate", "parse", "route", "secrets", "pii", "injection", "output", "tool_calls", "loops", "budget")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from wardgate.exchange import Action, Exchange, Outcome, Verdict
 
-__all__ = ["AnomalyDetector", "FIGURES"]
+__all__ = ["FIGURES", "AnomalyDetector"]
 
 FIGURES = ("prompt_tokens", "completion_tokens", "latency_ms", "cost_usd", "tool_calls")
 # Which side is suspicious: a fast or cheap answer is no incident, a silent model or a lost tool call may be.

@@ -25,7 +25,7 @@ class BreakerState(str, enum.Enum):
 class Breaker:
     """One upstream's breaker. Not thread-safe: one event loop per process owns it."""
 
-    __slots__ = ("_failures", "_cooldown_s", "_clock", "_state", "_streak", "_opened_at", "_probing")
+    __slots__ = ("_clock", "_cooldown_s", "_failures", "_opened_at", "_probing", "_state", "_streak")
 
     def __init__(self, failures: int = 5, cooldown_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._failures = failures

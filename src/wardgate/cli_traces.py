@@ -17,8 +17,14 @@ import orjson
 
 from wardgate.cases import add_case, case_from_trace, load_cases, parse_expect
 from wardgate.config import ConfigError, load_config
-from wardgate.tracestore import JsonlTraceStore, TraceQuery, TraceStore, parse_since, store_for
 from wardgate.trace_view import render_trace
+from wardgate.tracestore import (
+    JsonlTraceStore,
+    TraceQuery,
+    TraceStore,
+    parse_since,
+    store_for,
+)
 
 __all__ = ["register"]
 

@@ -38,7 +38,7 @@ class Recorder:
     def record(self, ex: Exchange, total_ms: float) -> None:
         try:  # before the record is built, so its flags are in it; a detector bug must not lose the record
             self.anomalies.check(ex, total_ms)
-        except Exception:
+        except Exception:  # noqa: BLE001
             _log.exception("anomaly_check_failed", request_id=ex.request_id)
         try:
             record = build_record(ex, total_ms)
@@ -51,7 +51,7 @@ class Recorder:
         self._metrics.observe(ex, total_ms)
         try:
             self.signals.observe(ex)
-        except Exception:
+        except Exception:  # noqa: BLE001 - implicit feedback is best effort, the request is done
             _log.exception("signal_tracking_failed", request_id=ex.request_id)
         if self._access_log:
             _log.info("request", request_id=ex.request_id, team=ex.team_name, route=ex.route, model=ex.model_alias,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +72,15 @@ class Reloader:
                 generation = self._build(current.number + 1, config)
             except ConfigError as exc:
                 return self._refused(current, str(exc))
-            except Exception as exc:  # a config that validates but cannot be built (e.g. a bad regex)
+            except Exception as exc:  # noqa: BLE001 - a config that validates but cannot be built
                 return self._refused(current, f"{self.path}:1: <root>: {type(exc).__name__}: {exc}")
             restart = tuple(".".join(p) for p in _RESTART_ONLY if _at(config, p) != _at(current.config, p))
-            app[GENERATION] = generation
+            with warnings.catch_warnings():
+                # aiohttp frowns on changing a started app's state; swapping this one key is the
+                # design (handlers read it once per request). A future aiohttp that forbids it
+                # would need a mutable holder under GENERATION instead.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                app[GENERATION] = generation
             self.last_error, self.loaded_at, self.reloads = None, time.time(), self.reloads + 1
             _log.info("config_reloaded", generation=generation.number, path=self.path, restart_needed=list(restart))
             return ReloadResult(True, generation.number, None, restart)

@@ -161,7 +161,7 @@ async def _one(session: aiohttp.ClientSession, base: str, case: Case, key: str, 
             if trace is not None:
                 got.verdicts = trace.get("verdicts") or []
                 got.outcome = trace.get("outcome") or got.outcome
-    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, aiohttp.ClientError, RuntimeError) as exc:
         got.transport_error = f"{type(exc).__name__}: {exc}"
     return evaluate(got)
 

@@ -90,12 +90,12 @@ def _pipeline(record: dict[str, Any]) -> list[str]:
 def render_trace(record: dict[str, Any], feedback: list[dict[str, Any]]) -> str:
     t = record.get("timings_ms") or {}
     usage = record.get("usage") or {}
-    out = [f"{record.get('request_id')}  {record.get('time')}  team {record.get('team') or '-'}  "
-           f"key {record.get('key_id') or '-'}  user {record.get('user') or '-'}  session {record.get('session_id') or '-'}",
-           f"{record.get('route')}  model {record.get('model') or '-'} -> {record.get('upstream') or '-'}"
-           f"/{record.get('upstream_model') or '-'}  stream {'yes' if record.get('stream') else 'no'}",
-           f"outcome {record.get('outcome')}  status {record.get('status')}  total {_ms(t.get('total'))}  "
-           f"overhead {_ms(t.get('overhead'))}  upstream {_ms(t.get('upstream'))}  ttft {_ms(t.get('ttft'))}",
+    out = [(f"{record.get('request_id')}  {record.get('time')}  team {record.get('team') or '-'}  "
+            f"key {record.get('key_id') or '-'}  user {record.get('user') or '-'}  session {record.get('session_id') or '-'}"),
+           (f"{record.get('route')}  model {record.get('model') or '-'} -> {record.get('upstream') or '-'}"
+            f"/{record.get('upstream_model') or '-'}  stream {'yes' if record.get('stream') else 'no'}"),
+           (f"outcome {record.get('outcome')}  status {record.get('status')}  total {_ms(t.get('total'))}  "
+            f"overhead {_ms(t.get('overhead'))}  upstream {_ms(t.get('upstream'))}  ttft {_ms(t.get('ttft'))}"),
            "pipeline:", *_pipeline(record)]
     redactions = record.get("redactions") or []
     if redactions:

@@ -33,7 +33,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     if match:
         return (now or datetime.now(UTC)) - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"--since: expected a span like 30m, 1h, 2d or an ISO time, got {text!r}") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -51,7 +51,7 @@ def feedback_kind(record: Record) -> str:
 
 def _time(record: Record) -> datetime | None:
     try:
-        value = datetime.fromisoformat(str(record.get("time")).replace("Z", "+00:00"))
+        value = datetime.fromisoformat(str(record.get("time")))
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -28,7 +28,7 @@ __all__ = ["Reply", "Upstream", "Upstreams", "HttpUpstream"]
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 10.0
 """A retry-after longer than this is not waited for: the model's fallbacks are tried instead."""
-_KEYLIKE = re.compile(r"(?i)\b(sk|key|bearer)[-_ ][A-Za-z0-9_\-*]{6,}")
+_KEYLIKE = re.compile(r"\b(sk|pk|rk|sess)-[A-Za-z0-9_\-*]{6,}|(?i:bearer)\s+\S+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _HOP_HEADERS = ("x-request-id", "openai-organization", "openai-processing-ms", "x-ratelimit-limit-requests")
 
@@ -110,7 +110,7 @@ def _upstream_message(body: bytes, config: UpstreamConfig) -> str | None:
     message = err["message"]
     if config.api_key:
         message = message.replace(config.api_key, "***")
-    return _CONTROL.sub(" ", _KEYLIKE.sub(r"\1-***", message))[:500]
+    return _CONTROL.sub(" ", _KEYLIKE.sub("***", message))[:500]
 
 
 def _truncated(reply: Reply, stream: bool) -> bool:
