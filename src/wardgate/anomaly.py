@@ -56,7 +56,7 @@ class AnomalyDetector:
     """Checks each finished exchange against its history, then adds it to that history."""
 
     def __init__(self, *, window: int = 256, min_history: int = 20, z_threshold: float = 8.0, ratio: float = 3.0,
-                 refresh_every: int = 8, session_span: int = 3, session_ratio: float = 4.0,
+                 refresh_every: int = 32, session_span: int = 3, session_ratio: float = 4.0,
                  session_min_tokens: int = 2000, max_sessions: int = 20_000, session_ttl_s: float = 3600.0) -> None:
         self._window = window
         self._min_history = min_history

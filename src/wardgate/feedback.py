@@ -44,7 +44,7 @@ __all__ = ["FEEDBACK_SCHEMA", "SignalTracker", "feedback_record", "handle_feedba
 
 _log = structlog.get_logger("wardgate.feedback")
 _WORD = re.compile(r"\w+")
-_MAX_TEXT = 4000
+_MAX_TEXT = 2000  # the start of a message says whether it was reworded; bounded cost per request
 _MAX_LABELS = 32
 
 

@@ -8,6 +8,8 @@ from wardgate.exchange import Exchange
 
 __all__ = ["Metrics"]
 
+_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models",
+                     "/v1/feedback"})
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -27,24 +29,43 @@ class Metrics:
         self.budget_remaining = Gauge("wardgate_budget_remaining", "Budget remaining", ["team", "window", "unit"], registry=r)
         self.sink_records = Gauge("wardgate_sink_records_total", "Trace records by sink and state", ["sink", "state"], registry=r)
         self.anomalies = Counter("wardgate_anomalies_total", "Anomaly flags", ["team", "model", "figure"], registry=r)
+        self._children: dict[tuple[str, str, str, str], tuple] = {}
         self.feedback = Counter("wardgate_feedback_total", "Feedback records (source: api, rephrase, abandon)",
                                 ["team", "source"], registry=r)
 
+    def _series(self, team: str, model: str, route: str, outcome: str) -> tuple:
+        # labels() validates and locks on every call; the children of one label set are looked up once.
+        key = (team, model, route, outcome)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:  # bounded: label values come from config, but be safe
+                self._children.clear()
+            children = self._children[key] = (
+                self.requests.labels(team, model, route, outcome), self.duration.labels(team, model, route),
+                self.overhead.labels(route), self.ttft.labels(team, model),
+                self.tokens.labels(team, model, "prompt"), self.tokens.labels(team, model, "completion"),
+                self.cost.labels(team, model))
+        return children
+
     def observe(self, ex: Exchange, total_ms: float) -> None:
-        team, model = ex.team_name or "", ex.model_alias or ""
-        route = ex.route if ex.route.startswith("/v1/") and len(ex.route) < 40 else "other"
+        route = ex.route if ex.route in _ROUTES else "other"
         outcome = ex.outcome.value if ex.outcome else "error"
-        self.requests.labels(team, model, route, outcome).inc()
-        self.duration.labels(team, model, route).observe(total_ms / 1000.0)
-        self.overhead.labels(route).observe(max(0.0, total_ms - ex.upstream_ms) / 1000.0)
+        requests, duration, overhead, ttft, prompt, completion, cost = self._series(
+            ex.team_name or "", (ex.model_alias or "") if ex.model is not None else "", route, outcome)
+        requests.inc()
+        duration.observe(total_ms / 1000.0)
+        overhead.observe(max(0.0, total_ms - ex.upstream_ms) / 1000.0)
         if ex.ttft_ms is not None:
-            self.ttft.labels(team, model).observe(ex.ttft_ms / 1000.0)
+            ttft.observe(ex.ttft_ms / 1000.0)
         usage = ex.response.usage
         if usage:
-            self.tokens.labels(team, model, "prompt").inc(usage["prompt_tokens"])
-            self.tokens.labels(team, model, "completion").inc(usage["completion_tokens"])
+            prompt.inc(usage["prompt_tokens"])
+            completion.inc(usage["completion_tokens"])
         if ex.cost_usd:
-            self.cost.labels(team, model).inc(ex.cost_usd)
+            cost.inc(ex.cost_usd)
+        if not ex.verdicts:
+            return
+        team, model = ex.team_name or "", ex.model_alias or ""
         for v in ex.verdicts:
             self.verdicts.labels(v.stage or "", v.code or "", v.action.value).inc()
             if v.stage == "anomaly":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,8 +28,15 @@ _METADATA_ERRORS = frozenset({"invalid_api_key", "model_not_allowed", "model_not
                               "client_closed", "internal_error"})
 
 
+@lru_cache(maxsize=8)
+def _to_second(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-24T10:00:00.123Z``; the part up to the second is formatted once per second."""
+    second = int(epoch)
+    return f"{_to_second(second)}.{int((epoch - second) * 1000):03d}Z"
 
 
 def _sha(value: Any) -> str:
