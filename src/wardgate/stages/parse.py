@@ -37,13 +37,17 @@ def _path(parts: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def _shape_problem(body: dict[str, Any], max_depth: int, max_chars: int) -> Verdict | None:
-    """Nesting depth, string lengths (keys too) and number sizes, naming the first offending field."""
+def _shape_problem(body: dict[str, Any], max_depth: int, max_chars: int, keys: list[int]) -> Verdict | None:
+    """Nesting depth, string lengths (keys too) and number sizes, naming the first offending field.
+
+    Counts the object keys it walks into ``keys[0]`` (for the duplicate-key fast path)."""
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(body, 1, ())]
     while stack:
         item, depth, path = stack.pop()
         if depth > max_depth:
             return _bad(f"the request body is nested deeper than {max_depth} levels", _path(path) or None)
+        if isinstance(item, dict):
+            keys[0] += len(item)
         pairs = item.items() if isinstance(item, dict) else enumerate(item)
         for key, value in pairs:
             if isinstance(key, str) and len(key) > max_chars:
@@ -75,10 +79,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _duplicate_key(raw: bytes) -> str | None:
+# A key ends at an unescaped quote followed by a colon; inside strings every quote is escaped.
+_KEY_END = re.compile(rb'(?<!\\)"\s*:')
+
+
+def _duplicate_key(raw: bytes, parsed_keys: int) -> str | None:
     """A key given twice in one object. Parsers disagree on which value wins (orjson and Python keep
     the last, others the first), so a guardrail could check one value while the upstream uses the
     other: such a body is refused. The stdlib scanner is the one that exposes the pairs (~2 us/KB)."""
+    if len(_KEY_END.findall(raw)) == parsed_keys:
+        return None  # as many keys written as parsed: none was given twice (the usual case, at C speed)
     try:
         json.loads(raw, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
@@ -137,10 +147,11 @@ class Parse:
             return _bad(f"the request body is not valid JSON: {exc}")
         if not isinstance(body, dict):
             return _bad("the request body must be a JSON object")
-        problem = _shape_problem(body, self._max_depth, self._max_chars)
+        keys = [0]
+        problem = _shape_problem(body, self._max_depth, self._max_chars, keys)
         if problem:
             return problem
-        duplicate = _duplicate_key(ex.raw_body)
+        duplicate = _duplicate_key(ex.raw_body, keys[0])
         if duplicate is not None:
             return _bad(f"the key '{duplicate[:100]}' appears twice in one object", duplicate[:100])
         ex.body = body
