@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.corpora import corpus
 from wardgate.cli import main
 from wardgate.evaluate import evaluate_file
 
-CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+CORPORA = corpus("pii-dev.jsonl").parent
 
 
 def test_eval_counts_spans_and_false_alarms(tmp_path, capsys):

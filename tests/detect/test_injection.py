@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.corpora import corpus, needs_corpus
 from wardgate.detect.decode import decode_blobs, decode_payload, has_opaque_blob
 from wardgate.detect.injection import (
     DEFAULT_THRESHOLD,
@@ -22,7 +22,7 @@ from wardgate.detect.injection import (
 )
 from wardgate.detect.injection_rules import RULES
 
-_CORPUS = Path("/work/shared/corpora/injection-dev.jsonl")
+_CORPUS = corpus("injection-dev.jsonl")
 
 
 def _flagged(text: str, role: str = "user") -> InjectionResult:
@@ -214,7 +214,7 @@ def test_anchored_match_agrees_with_search_for_every_rule(text):
 
 # --- the development corpus ----------------------------------------------------------------------
 
-@pytest.mark.skipif(not _CORPUS.exists(), reason="development corpus not present")
+@needs_corpus("injection-dev.jsonl")
 def test_corpus_recall_and_false_positive_rate_at_default_threshold():
     scorer = HeuristicScorer()
     hits = {"user": [0, 0], "tool": [0, 0]}

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.corpora import corpus, needs_corpus
 from wardgate.detect.findings import Finding
 from wardgate.detect.pii import PII_ENTITIES, find_pii, resolve_overlaps
 
-_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "pii-dev.jsonl"
+_CORPUS = corpus("pii-dev.jsonl")
 
 
 def _spans(text: str, entities: frozenset[str] | None = None) -> list[tuple[str, str]]:
@@ -169,6 +169,7 @@ def _overlaps(gold: dict, p: Finding) -> bool:
     return gold["entity"] == p.entity and p.start < gold["end"] and gold["start"] < p.end
 
 
+@needs_corpus("pii-dev.jsonl")
 def test_dev_corpus_recall_and_precision() -> None:
     gold = pred = hits = found = 0
     with _CORPUS.open(encoding="utf-8") as lines:

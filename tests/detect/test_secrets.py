@@ -6,13 +6,13 @@ import base64
 import json
 import secrets as rnd
 import string
-from pathlib import Path
 
 import pytest
 
+from tests.corpora import corpus, needs_corpus
 from wardgate.detect.secrets import SECRET_ENTITIES, find_secrets
 
-_CORPUS = Path("/work/shared/corpora/secrets-dev.jsonl")
+_CORPUS = corpus("secrets-dev.jsonl")
 _ALNUM = string.ascii_letters + string.digits
 _URLSAFE = _ALNUM + "-_"
 
@@ -131,6 +131,7 @@ def test_look_alikes_are_not_secrets(make) -> None:
     assert find_secrets(text) == [], text
 
 
+@needs_corpus("secrets-dev.jsonl")
 def test_dev_corpus_bars() -> None:
     hits = misses = false_positives = 0
     with _CORPUS.open(encoding="utf-8") as f:
