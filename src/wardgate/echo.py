@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from wardgate.config.schema import UpstreamConfig
-from wardgate.tokens import count_messages, count_tokens
+from wardgate.tokens import content_text, count_messages, count_tokens
 from wardgate.upstream import Reply
 
 __all__ = ["EchoUpstream"]
@@ -41,20 +41,12 @@ def _example(schema: Any) -> Any:
     return {"integer": 1, "number": 1.0, "boolean": True, "array": [], "null": None}.get(kind, "echo")
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def _chat_answer(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     last = messages[-1] if messages else {}
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     if last.get("role") == "tool":
-        return f"The tool returned: {_text(last.get('content'))}", []
+        return f"The tool returned: {content_text(last.get('content'))}", []
     if tools and body.get("tool_choice") != "none":
         fn = tools[0]["function"]
         args = orjson.dumps(_example(fn.get("parameters") or {})).decode()
@@ -62,7 +54,7 @@ def _chat_answer(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]
                 "function": {"name": fn.get("name", "tool"), "arguments": args}}
         return None, [call]
     user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-    return f"echo: {_text(user.get('content'))}", []
+    return f"echo: {content_text(user.get('content'))}", []
 
 
 class EchoUpstream:
@@ -165,7 +157,7 @@ def _embeddings(data: dict[str, Any], model: str) -> dict[str, Any]:
 def _response(data: dict[str, Any], model: str) -> dict[str, Any]:
     given = data.get("input")
     if isinstance(given, list):
-        texts = [_text(m.get("content")) for m in given if isinstance(m, dict)]
+        texts = [content_text(m.get("content")) for m in given if isinstance(m, dict)]
         given = texts[-1] if texts else ""
     text = f"echo: {given if isinstance(given, str) else ''}"
     prompt = count_tokens(str(given), model)

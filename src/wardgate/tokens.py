@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["count_tokens", "count_messages"]
+__all__ = ["content_text", "count_messages", "count_tokens"]
 
 try:
     import quicktok as _quicktok
@@ -39,7 +39,8 @@ def count_tokens(text: str, model: str = "gpt-4o") -> int:
     return int(enc.count(text))
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """A message's text: the string itself, or its text parts joined."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -53,7 +54,7 @@ def count_messages(messages: list[Any], model: str = "gpt-4o") -> int:
     for message in messages:
         if not isinstance(message, dict):
             continue
-        total += _PER_MESSAGE + count_tokens(_content_text(message.get("content")), model)
+        total += _PER_MESSAGE + count_tokens(content_text(message.get("content")), model)
         for call in message.get("tool_calls") or ():
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict):
