@@ -70,7 +70,9 @@ async def _upstream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _config(upstream_url: str, tmp: Path) -> str:
+def _config(upstream_url: str, tmp: Path, window: float) -> str:
+    """``window``: the loop guard's window and the reservation TTL. The memory store keeps per-request
+    entries that long (bounded by rate x window), so RSS can only level off after it has passed."""
     return f"""version: 1
 server: {{admin_keys: ["{_ADMIN}"], shutdown_grace_s: 5}}
 upstreams:
@@ -91,7 +93,8 @@ teams:
     budgets: [{{window: day, tokens: 100000000000}}, {{window: minute, requests: 100000000}}]
     policy: std
 policies:
-  std: {{}}
+  std: {{loops: {{window_s: {window}}}}}
+state: {{backend: memory, reservation_ttl_s: {window}}}
 sinks:
   - {{type: jsonl, path: "{tmp}/traces.jsonl", max_bytes: 50000000, retention_days: 1}}
 spill_dir: "{tmp}/spill"
@@ -161,7 +164,7 @@ async def main(args: argparse.Namespace) -> int:
     await runner.setup()
     up_port, gw_port = _free_port(), _free_port()
     await web.TCPSite(runner, "127.0.0.1", up_port).start()
-    (tmp / "gateway.yaml").write_text(_config(f"http://127.0.0.1:{up_port}", tmp))
+    (tmp / "gateway.yaml").write_text(_config(f"http://127.0.0.1:{up_port}", tmp, args.window_s))
     log = open(tmp / "gateway.log", "wb")  # noqa: SIM115, ASYNC230 - closed at the end
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "wardgate", "serve", "--config",
                                                 str(tmp / "gateway.yaml"), "--port", str(gw_port),
@@ -199,7 +202,7 @@ async def main(args: argparse.Namespace) -> int:
     first, last = after[0], after[-1]
     peak = max(s["rss_mb"] for s in after)
     growth = (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"] * 100
-    summary = {"minutes": args.minutes, "rps": args.rps, "sessions": args.sessions, "requests": sum(counts.values()),
+    summary = {"minutes": args.minutes, "rps": args.rps, "sessions": args.sessions, "window_s": args.window_s, "requests": sum(counts.values()),
                "rss_mb_at_warmup": round(first["rss_mb"], 1), "rss_mb_end": round(last["rss_mb"], 1),
                "rss_mb_peak_after_warmup": round(peak, 1), "rss_growth_after_warmup_pct": round(growth, 2),
                "fds_baseline": baseline["fds"], "fds_drained": drained["fds"],
@@ -217,6 +220,8 @@ if __name__ == "__main__":
     parser.add_argument("--rps", type=float, default=150.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--every-s", type=float, default=5.0)
+    parser.add_argument("--window-s", type=float, default=60.0,
+                        help="loops.window_s and state.reservation_ttl_s (production defaults: 600 and 900)")
     parser.add_argument("--sessions", type=int, default=2000, help="distinct agent sessions in the traffic")
     parser.add_argument("--drain-s", type=float, default=20.0, help="idle time before the final sample")
     parser.add_argument("--json", help="write the summary and samples here")

@@ -115,9 +115,9 @@ def _check_messages(messages: Any, limit: int) -> Verdict | None:
     return None
 
 
-def _first_text(messages: list[dict[str, Any]], role: str) -> str:
-    for message in messages:
-        if message.get("role") == role:
+def _first_text(messages: list[Any], role: str) -> str:
+    for message in messages:  # unchecked on routes other than chat: any JSON value may be here
+        if isinstance(message, dict) and message.get("role") == role:
             content = message.get("content")
             return content if isinstance(content, str) else orjson.dumps(content).decode()
     return ""
