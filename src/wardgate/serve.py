@@ -9,6 +9,7 @@ close the upstream session and the state store, flush every sink, exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -34,6 +35,12 @@ async def _serve(config: Config, host: str, port: int, sock: socket.socket | Non
     await runner.setup()
     site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
+    # Everything built so far (config, compiled detectors, tokenizer tables) lives for the process:
+    # moving it out of the collector's generations keeps full collections short under load.
+    gc.freeze()
+    # Each request allocates a few hundred short-lived objects and creates no cycles on the hot path;
+    # collecting every 700 allocations (the default) costs more than it frees.
+    gc.set_threshold(20_000, 50, 100)
     _log.info("listening", host=host, port=port, pid=os.getpid())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
