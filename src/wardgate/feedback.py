@@ -44,7 +44,7 @@ __all__ = ["FEEDBACK_SCHEMA", "SignalTracker", "feedback_record", "handle_feedba
 
 _log = structlog.get_logger("wardgate.feedback")
 _PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
-_MAX_TEXT = 2000  # the start of a message says whether it was reworded; bounded cost per request
+_MAX_TEXT = 600  # the start of a message says whether it was reworded; bounded cost per request
 _MAX_LABELS = 32
 
 

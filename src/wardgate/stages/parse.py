@@ -79,16 +79,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# A key ends at an unescaped quote followed by a colon; inside strings every quote is escaped.
-_KEY_END = re.compile(rb'(?<!\\)"\s*:')
+# Without any escaped quote in the body, every quote is a delimiter and every `"` followed by `:` ends a key.
+_KEY_END = re.compile(rb'"\s*:')
 
 
 def _duplicate_key(raw: bytes, parsed_keys: int) -> str | None:
     """A key given twice in one object. Parsers disagree on which value wins (orjson and Python keep
     the last, others the first), so a guardrail could check one value while the upstream uses the
     other: such a body is refused. The stdlib scanner is the one that exposes the pairs (~2 us/KB)."""
-    if len(_KEY_END.findall(raw)) == parsed_keys:
-        return None  # as many keys written as parsed: none was given twice (the usual case, at C speed)
+    if b'\\"' not in raw and len(_KEY_END.findall(raw)) == parsed_keys:
+        return None  # as many keys written as parsed: none was given twice (the usual case, ~1 µs/KB)
     try:
         json.loads(raw, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
