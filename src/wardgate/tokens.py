@@ -6,6 +6,7 @@ Falls back to a cheap estimate (~4 characters a token) when quicktok is not impo
 from __future__ import annotations
 
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["content_text", "count_messages", "count_tokens"]
@@ -48,8 +49,11 @@ def content_text(content: Any) -> str:
     return ""
 
 
-def count_messages(messages: list[Any], model: str = "gpt-4o") -> int:
-    """Prompt tokens of a chat request's messages, as OpenAI counts them (tool calls included)."""
+def count_messages(messages: list[Any], model: str = "gpt-4o", count: Callable[[str, str], int] | None = None) -> int:
+    """Prompt tokens of a chat request's messages, as OpenAI counts them (tool calls included).
+
+    ``count(text, model)`` replaces ``count_tokens`` (e.g. a cached one, for long agent histories)."""
+    count_tokens = count or _count_tokens
     total = _PER_REPLY
     for message in messages:
         if not isinstance(message, dict):
@@ -60,3 +64,6 @@ def count_messages(messages: list[Any], model: str = "gpt-4o") -> int:
             if isinstance(fn, dict):
                 total += count_tokens(str(fn.get("name", "")), model) + count_tokens(str(fn.get("arguments", "")), model)
     return total
+
+
+_count_tokens = count_tokens

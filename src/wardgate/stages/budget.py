@@ -16,6 +16,7 @@ from wardgate.answer import cost_of
 from wardgate.config.schema import BudgetConfig, Config, PolicyConfig, TeamConfig
 from wardgate.exchange import ALLOW, Action, Exchange, Verdict
 from wardgate.state import Charge, CounterState, Limit, MemoryStateStore, StateStore, StateUnavailable, Unit, Window
+from wardgate.scan_cache import ScanCache
 from wardgate.tokens import count_messages, count_tokens
 from wardgate.textview import request_texts
 
@@ -36,14 +37,17 @@ def _limits(scope: str, budgets: tuple[BudgetConfig, ...]) -> list[Limit]:
     return out
 
 
-def estimate_tokens(ex: Exchange, default_max: int) -> tuple[int, int]:
-    """(prompt tokens counted with the offline tokenizer, worst-case completion tokens)."""
+def estimate_tokens(ex: Exchange, default_max: int, cache: ScanCache[int] | None = None) -> tuple[int, int]:
+    """(prompt tokens counted with the offline tokenizer, worst-case completion tokens).
+
+    With ``cache``, each message's count is kept per text: an agent's resent history is not recounted."""
     body = ex.body or {}
     model = ex.upstream_model or "gpt-4o"
+    count = count_tokens if cache is None else (lambda text, m: cache.get(text, lambda t: count_tokens(t, m)))
     if ex.route == "/v1/chat/completions":
-        prompt = count_messages(body.get("messages") or [], model)
+        prompt = count_messages(body.get("messages") or [], model, count)
     else:
-        prompt = sum(count_tokens(t.text, model) for t in request_texts(ex.route, body))
+        prompt = sum(count(t.text, model) for t in request_texts(ex.route, body))
     if ex.route == "/v1/embeddings":
         return prompt, 0
     cap = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
@@ -88,6 +92,8 @@ class Budget:
         self._session_tokens = policy.loops.max_session_tokens if policy.loops.action != "off" else None
         self._session_usd = policy.loops.max_session_usd if policy.loops.action != "off" else None
         self._team_limits = {name: _limits(f"team:{name}", team.budgets) for name, team in config.teams.items()}
+        self._counts: dict[str, ScanCache[int]] = {}
+        """Token counts per message text, per upstream model."""
 
     def _applies(self, ex: Exchange, team: TeamConfig) -> bool:
         return bool(self._team_limits.get(ex.team_name or "") or (ex.key is not None and team.key_budgets)
@@ -115,7 +121,10 @@ class Budget:
             return ALLOW
         if not self._applies(ex, team):
             return ALLOW  # no counter for this request: no token counting, no store round trip
-        prompt, completion = estimate_tokens(ex, self._default_max)
+        counts = self._counts.get(ex.upstream_model or "")
+        if counts is None:  # one cache per model: the count of a text depends on the model's encoding
+            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024)
+        prompt, completion = estimate_tokens(ex, self._default_max, counts)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
         try:

@@ -1,0 +1,105 @@
+"""What the guardrails add to one request, in process: every stage of the default policy, no network.
+
+    python bench/guardrails_cost.py
+
+Prints p50/p99 of the request + response phases for chat requests of 1-64 KB of real chat prompts
+(../shared/corpora/injection-dev.jsonl benign rows, so the text is realistic), and for an agent
+conversation growing to ~100 KB: turn 1 versus turn 50 (the per-text cache makes turn N cost about
+its new text). Issue 3's bars: ≤ 1 ms p50 at 4 KB, linear in size, turn 50 ≤ 2x turn 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from wardgate.config import load_config_text
+from wardgate.exchange import Exchange, Response
+from wardgate.pipeline import Pipeline
+from wardgate.runtime import Services
+from wardgate.stages import default_stages
+from wardgate.state import MemoryStateStore
+
+CONFIG = """
+version: 1
+upstreams: {echo: {kind: echo}}
+models: {m: {upstream: echo}}
+teams: {t: {keys: [{id: k, value: "bench-key-123456"}], policy: all, budgets: [{window: day, tokens: 1000000000}]}}
+policies: {all: {pii: {action: redact, restore: true}}}
+"""
+
+
+def _prompts() -> list[str]:
+    path = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "injection-dev.jsonl"
+    if not path.exists():
+        path = Path("/work/shared/corpora/injection-dev.jsonl")
+    rows = [orjson.loads(line) for line in path.open("rb") if line.strip()]
+    return [r["text"] for r in rows if r["label"] == "benign"]
+
+
+def _text(prompts: list[str], size: int, offset: int) -> str:
+    out, i = [], offset
+    while sum(len(p) + 1 for p in out) < size:
+        out.append(prompts[i % len(prompts)])
+        i += 1
+    return "\n".join(out)[:size]
+
+
+async def _one(pipeline: Pipeline, config, messages: list[dict], answer: str, n: int) -> float:
+    team = config.teams["t"]
+    ex = Exchange(request_id=f"r{n}", route="/v1/chat/completions", config=config)
+    ex.body = {"model": "m", "messages": messages}
+    ex.team_name, ex.team, ex.key, ex.policy = "t", team, team.keys[0], config.policies["all"]
+    ex.model_alias, ex.model, ex.upstream_model, ex.session_id = "m", config.models["m"], "m", f"s{n}"
+    started = time.perf_counter()
+    for stage in pipeline.by_policy["all"]:
+        ex.stages_ran.append(stage)
+        await stage.on_request(ex)
+    ex.response = Response(status=200, text=answer, complete=True, body={"choices": [{"message": {"content": answer}}]},
+                           usage={"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150})
+    ex.final = True
+    for stage in reversed(ex.stages_ran):
+        await stage.on_response(ex)
+    return (time.perf_counter() - started) * 1e6
+
+
+async def main() -> None:
+    config = load_config_text(CONFIG, env={})
+    services = Services(MemoryStateStore(), MemoryStateStore())
+    pipeline = Pipeline([], {"all": default_stages(config.policies["all"], config, services)})
+    prompts = _prompts()
+    answer = _text(prompts, 1000, 7)
+    print(f"{'size':>8} {'p50 µs':>9} {'p99 µs':>9} {'µs/KB':>7}")
+    n = 0
+    for size in (1024, 4096, 16384, 65536):
+        times = []
+        for i in range(60 if size <= 4096 else 20):
+            n += 1
+            times.append(await _one(pipeline, config, [{"role": "system", "content": "You are helpful."},
+                                                       {"role": "user", "content": _text(prompts, size, n * 13)}],
+                                    answer, n))
+        times.sort()
+        p50 = statistics.median(times)
+        print(f"{size // 1024:>6}KB {p50:9.0f} {times[int(len(times) * 0.99) - 1]:9.0f} {p50 / (size / 1024):7.0f}")
+    # An agent resending a growing history: each turn adds ~2 KB (a tool result and a reply).
+    history: list[dict] = [{"role": "system", "content": "You are an agent."},
+                           {"role": "user", "content": _text(prompts, 500, 1)}]
+    turns = {}
+    for turn in range(1, 51):
+        n += 1
+        # A new request parses to new string objects: no hash is reused from the previous turn.
+        turns[turn] = await _one(pipeline, config, orjson.loads(orjson.dumps(history)), answer, n)
+        history += [{"role": "assistant", "content": _text(prompts, 1000, turn * 31)},
+                    {"role": "tool", "tool_call_id": f"c{turn}", "content": _text(prompts, 1000, turn * 37)}]
+    size = len(orjson.dumps(history)) // 1024
+    print(f"agent: turn 1 {turns[1]:.0f} µs, turn 50 {turns[50]:.0f} µs ({size} KB history), "
+          f"ratio {turns[50] / turns[1]:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
