@@ -44,6 +44,7 @@ __all__ = ["FEEDBACK_SCHEMA", "SignalTracker", "feedback_record", "handle_feedba
 
 _log = structlog.get_logger("wardgate.feedback")
 _PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+_SAMPLE = 48
 _MAX_TEXT = 600  # the start of a message says whether it was reworded; bounded cost per request
 _MAX_LABELS = 32
 
@@ -73,7 +74,10 @@ def _last_user_text(body: dict[str, Any] | None) -> str | None:
 def _fingerprint(text: str) -> frozenset[int]:
     # Word hashes, not words: the tracker never holds message text (log.content may forbid it).
     # split() and map(hash) run in C: a few µs per KB where a regex and a generator took ~20.
-    return frozenset(map(hash, text[:_MAX_TEXT].lower().translate(_PUNCTUATION).split()))
+    # At most _SAMPLE hashes (the smallest: a bottom-k sketch, whose overlap estimates the full one),
+    # so 10,000 tracked sessions hold a few MB, not hundreds.
+    hashes = set(map(hash, text[:_MAX_TEXT].lower().translate(_PUNCTUATION).split()))
+    return frozenset(hashes if len(hashes) <= _SAMPLE else sorted(hashes)[:_SAMPLE])
 
 
 @dataclass(slots=True)
@@ -92,7 +96,7 @@ class SignalTracker:
     """Turns the stream of finished exchanges into rephrase and abandon feedback records."""
 
     def __init__(self, emit: Callable[[Record], None], *, rephrase_window_s: float = 60.0, similarity: float = 0.6,
-                 abandon_after_s: float = 120.0, max_actors: int = 50_000, max_owners: int = 100_000,
+                 abandon_after_s: float = 120.0, max_actors: int = 10_000, max_owners: int = 50_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._emit = emit
         self._window = rephrase_window_s
