@@ -136,11 +136,12 @@ def make_gateway(aiohttp_client, fake_upstream, tmp_path):
     """Build and start the real app from YAML (``extra`` appended, ``policy`` for policy ``p``)."""
 
     async def make(extra: str = "", policy: str = "{}", env: dict[str, str] | None = None,
-                   team_overrides: dict[str, str] | None = None) -> Gateway:
+                   team_overrides: dict[str, str] | None = None, clock: Any = None) -> Gateway:
         traces = tmp_path / "traces.jsonl"
         text = gateway_yaml(fake_upstream.url, traces, extra, policy, team_overrides)
         config = load_config_text(text, env=env or {})
-        client = await aiohttp_client(create_app(config), server_kwargs={"host": "127.0.0.1"})
+        app = create_app(config, clock=clock) if clock is not None else create_app(config)
+        client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
         return Gateway(client, fake_upstream, traces)
 
     return make

@@ -5,7 +5,8 @@ The only module that wires things together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +17,7 @@ from wardgate.admin import handle_budgets, handle_trace, handle_traces
 from wardgate.config.schema import Config, PolicyConfig
 from wardgate.errors import error_body
 from wardgate.feedback import handle_feedback, sweep_signals
-from wardgate.keys import GENERATION, METRICS, RECORDER, WRITER
+from wardgate.keys import CLOCK, GENERATION, METRICS, RECORDER, WRITER
 from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
 from wardgate.proxy import handle_api, handle_models, handle_unknown
@@ -120,11 +121,14 @@ async def _render_http_errors(request: web.Request, handler):  # type: ignore[no
         return web.Response(status=exc.status, body=error_body(exc.status, code, exc.reason), content_type="application/json")
 
 
-def create_app(config: Config, *, generation: int = 1, config_path: str | None = None) -> web.Application:
-    """``config_path`` is where reloads read from (SIGHUP, POST /admin/reload, file watching)."""
+def create_app(config: Config, *, generation: int = 1, config_path: str | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    """``config_path`` is where reloads read from (SIGHUP, POST /admin/reload, file watching);
+    ``clock`` stamps each request's arrival (tests move it across budget windows)."""
     # The body limit is enforced by the handler (413 with a trace record), so aiohttp's own is lifted above it.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[_render_http_errors])
     app[_CONFIG] = config
+    app[CLOCK] = clock
     app[_GENERATION_NUMBER] = generation
     metrics = Metrics()
     writer = SinkWriter([build_sink(s.model_dump()) for s in config.sinks], spill_dir=Path(config.spill_dir))

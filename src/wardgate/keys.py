@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -12,9 +13,11 @@ if TYPE_CHECKING:
     from wardgate.runtime import Generation
     from wardgate.sinks.writer import SinkWriter
 
-__all__ = ["GENERATION", "METRICS", "RECORDER", "WRITER"]
+__all__ = ["CLOCK", "GENERATION", "METRICS", "RECORDER", "WRITER"]
 
 GENERATION: web.AppKey[Generation] = web.AppKey("generation")
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder")
 WRITER: web.AppKey[SinkWriter] = web.AppKey("writer")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+"""Wall-clock time of a request's arrival (``time.time``); budgets' calendar windows follow it."""

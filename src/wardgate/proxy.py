@@ -17,7 +17,7 @@ from aiohttp import web
 from wardgate.answer import absorb_body, cost_of
 from wardgate.errors import GatewayError, envelope
 from wardgate.exchange import Exchange, Outcome, Verdict
-from wardgate.keys import GENERATION, RECORDER
+from wardgate.keys import CLOCK, GENERATION, RECORDER
 from wardgate.relay import relay_stream
 from wardgate.runtime import Generation
 
@@ -141,7 +141,8 @@ def _finalize(request: web.Request, ex: Exchange) -> None:
 
 async def handle_api(request: web.Request) -> web.StreamResponse:
     gen = request.app[GENERATION]
-    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config)
+    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config,
+                  received=request.app[CLOCK]())
     if request.headers.get("x-request-id"):
         ex.extra["client_request_id"] = request.headers["x-request-id"][:128]
     try:
@@ -168,7 +169,8 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
 async def handle_models(request: web.Request) -> web.StreamResponse:
     """GET /v1/models: only the models the caller's team may use."""
     gen = request.app[GENERATION]
-    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config)
+    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config,
+                  received=request.app[CLOCK]())
     try:
         verdict = await gen.pipeline.front[0].on_request(ex)
         if verdict.blocks:
@@ -187,7 +189,8 @@ async def handle_models(request: web.Request) -> web.StreamResponse:
 async def handle_unknown(request: web.Request) -> web.StreamResponse:
     """Any other /v1 path or method: a 404 in OpenAI's envelope, and a trace record."""
     gen = request.app[GENERATION]
-    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config)
+    ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config,
+                  received=request.app[CLOCK]())
     try:
         err = GatewayError(404, "not_found", f"Unknown route: {request.method} {request.path}")
         if request.method not in ("GET", "POST") or request.path in _KNOWN:

@@ -132,3 +132,28 @@ async def test_per_user_budgets(make_gateway):
     gw = await make(make_gateway, "[]", user_budgets=f"[{{window: day, tokens: {PER_REQUEST * 2}}}]")
     assert [await _one(gw, "alice") for _ in range(3)] == [(200, None), (200, None), (429, "budget_exceeded")]
     assert await _one(gw, "bob") == (200, None)
+
+
+class _Clock:
+    """The gateway's wall clock, moved by the test (a fake at the boundary: time itself)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_calendar_windows_roll_over(make_gateway):
+    clock = _Clock(1_767_225_540.0)  # 2025-12-31 23:59:00 UTC: the hour, the day and the month end in 60 s
+    gw = await make_gateway(extra="state: {backend: memory}\n", policy="{loops: {action: off}}", clock=clock,
+                            team_overrides={"budgets": "[{window: hour, requests: 2}, {window: month, requests: 3}]"})
+    assert [await _one(gw) for _ in range(3)] == [(200, None), (200, None), (429, "budget_exceeded")]
+    resp = await gw.client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                                headers={"Authorization": f"Bearer {TEAM_KEY}"})
+    assert resp.status == 429 and resp.headers["retry-after"] == "60"  # until the hour (and year) turns
+    clock.now += 61  # 2026-01-01 00:00:01: a new hour and a new month
+    assert [await _one(gw) for _ in range(3)] == [(200, None), (200, None), (429, "budget_exceeded")]
+    clock.now += 3600  # the next hour; the month's 3 requests are not used up yet
+    assert await _one(gw) == (200, None)
+    assert await _one(gw) == (429, "budget_exceeded")  # month: 3 of 3
