@@ -134,3 +134,18 @@ def test_streaming_leak_straddling_checkpoints() -> None:
 
 def test_streaming_benign_long_answer() -> None:
     assert _stream(_FILLER * 100, 17, system_prompt=_SYSTEM) == []
+
+
+def test_prefix_gated_matching_equals_finditer() -> None:
+    # The gated matcher must yield exactly the spans a plain finditer would, per rule and window.
+    from wardgate.detect import output_safety as module
+
+    text = (_FILLER * 3 + _BOMB + " is as are be in 1999 ... I can't help. step 2: " + _FILLER) * 4
+    low = text.lower()
+    vocabulary = module._Vocabulary(set(module._TOKEN.findall(low)))
+    windows = [(0, len(low)), (5, 400), (len(low) // 2, len(low) - 3)]
+    for rules in module._RULES_BY_KIND.values():
+        for _idx, rule in rules:
+            for window in windows:
+                expected = [m.span() for m in rule.pattern.finditer(low, *window)]
+                assert [m.span() for m in module._finditer(rule, low, [window], vocabulary)] == expected

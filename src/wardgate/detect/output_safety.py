@@ -18,8 +18,11 @@ reach of a topic hit.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
+
+from wardgate.detect.injection import _offsets, _starts, _Starts
 
 from wardgate.detect.output_rules import MESSAGES, MITIGATIONS, RULES, TRIGGER_WORDS
 
@@ -60,6 +63,8 @@ class _Rule:
     kind: str  # strong | topic | how | mitigation
     weight: float
     pattern: re.Pattern[str]
+    starts: _Starts | None  # literal prefixes every match begins with (see _finditer)
+    bounded: bool  # the pattern opens with \b: a prefix starting with [a-z0-9] starts a _TOKEN
 
 
 # The pre-filter: a category is scored only if the answer holds one of its words. Every strong and
@@ -69,13 +74,11 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def _compile() -> list[_Rule]:
-    rules = [
-        _Rule(cat, kind, weight, re.compile(pattern))
-        for cat, kinds in RULES.items()
-        for kind, entries in kinds.items()
-        for pattern, weight in entries
-    ]
-    return rules + [_Rule("*", "mitigation", -w, re.compile(p)) for p, w in MITIGATIONS]
+    entries = [(cat, kind, weight, pattern) for cat, kinds in RULES.items()
+               for kind, entries in kinds.items() for pattern, weight in entries]
+    entries += [("*", "mitigation", -weight, pattern) for pattern, weight in MITIGATIONS]
+    return [_Rule(cat, kind, weight, re.compile(pattern), _starts(re.compile(pattern)), pattern.startswith(r"\b"))
+            for cat, kind, weight, pattern in entries]
 
 
 _RULES_BY_KIND: dict[tuple[str, str], list[tuple[int, _Rule]]] = {
@@ -102,7 +105,7 @@ def _scan(
     tokens = set(_TOKEN.findall(low))
     active = {cat for cat, words in TRIGGER_WORDS.items() if cat in wanted and not words.isdisjoint(tokens)}
     if active:
-        findings += _score(low, active)
+        findings += _score(low, active, _Vocabulary(tokens))
     if system_prompt and "system_prompt_leak" in wanted:
         leak = _leak(low, system_prompt)
         if leak is not None:
@@ -121,17 +124,43 @@ def _lower(text: str) -> str:
     return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
-def _score(low: str, active: set[str]) -> list[OutputFinding]:
+class _Vocabulary:
+    """The answer's tokens, their five-letter stems, and prefix offsets shared by all rules."""
+
+    __slots__ = ("offsets", "stems", "tokens")
+
+    def __init__(self, tokens: set[str]) -> None:
+        self.tokens = tokens
+        self.stems = {token[:5] for token in tokens if len(token) >= 5}
+        self.offsets: dict[str, list[int] | None] = {}
+
+    def may_start(self, prefix: str) -> bool:
+        """False when no match can begin with ``prefix`` (only asked for prefixes after \\b)."""
+        run = _LEADING_TOKEN.match(prefix)
+        if run is None:
+            return True
+        word = run.group()
+        if len(word) < len(prefix):  # the token ends inside the prefix: it is exactly ``word``
+            return word in self.tokens
+        return len(word) < 5 or word[:5] in self.stems  # the token starts with ``word``
+
+
+_LEADING_TOKEN = re.compile(r"[a-z0-9]+")
+# Past this many prefix offsets per KB one finditer (~20 µs/KB) is cheaper than a .match() at each.
+_STARTS_PER_KB = 24
+
+
+def _score(low: str, active: set[str], vocabulary: _Vocabulary) -> list[OutputFinding]:
     findings = []
     for cat in sorted(active):
         # topic and strong rules first: most texts that pass the word gate stop here
-        hits = _matches(low, _RULES_BY_KIND[cat, "strong"] + _RULES_BY_KIND[cat, "topic"], [(0, len(low))])
+        hits = _matches(low, _RULES_BY_KIND[cat, "strong"] + _RULES_BY_KIND[cat, "topic"], [(0, len(low))], vocabulary)
         if not hits:
             continue
         # everything else only matters within reach of a topic hit
         windows = _windows(hits, len(low))
-        hits = sorted(hits + _matches(low, _RULES_BY_KIND[cat, "how"], windows))
-        mitigations = [(s, e, r) for s, e, _, r in _matches(low, _RULES_BY_KIND["*", "mitigation"], windows)]
+        hits = sorted(hits + _matches(low, _RULES_BY_KIND[cat, "how"], windows, vocabulary))
+        mitigations = [(s, e, r) for s, e, _, r in _matches(low, _RULES_BY_KIND["*", "mitigation"], windows, vocabulary)]
         found = _first_cluster(cat, hits, mitigations)
         if found is not None:
             findings.append(found)
@@ -151,20 +180,58 @@ def _windows(hits: list[tuple[int, int, int, _Rule]], length: int) -> list[tuple
 
 
 def _matches(
-    low: str, rules: list[tuple[int, _Rule]], windows: list[tuple[int, int]]
+    low: str, rules: list[tuple[int, _Rule]], windows: list[tuple[int, int]], vocabulary: _Vocabulary
 ) -> list[tuple[int, int, int, _Rule]]:
     return [
         (m.start(), m.end(), idx, rule)
         for idx, rule in rules
-        for lo, hi in windows
-        for m in rule.pattern.finditer(low, lo, hi)
+        for m in _finditer(rule, low, windows, vocabulary)
     ]
+
+
+def _finditer(rule: _Rule, low: str, windows: list[tuple[int, int]], vocabulary: _Vocabulary) -> list[re.Match[str]]:
+    """The matches ``rule.pattern.finditer(low, lo, hi)`` yields over ``windows``, found cheaply.
+
+    A pattern that does not open with a literal is tried at every position (~20 µs per KB per
+    rule, for every rule once a long answer wakes every category). Each match begins with one of
+    the rule's literal prefixes, so .match() runs only where str.find sees one whose word occurs.
+    """
+    starts = rule.starts
+    limit = 16 + len(low) * _STARTS_PER_KB // 1024
+    found: list[int] = []
+    for prefix in starts.prefixes if starts is not None else ():
+        if rule.bounded and not vocabulary.may_start(prefix):
+            continue
+        at = vocabulary.offsets.get(prefix, ())
+        if at == ():
+            at = vocabulary.offsets[prefix] = _offsets(low, prefix, limit)
+        if at is None or len(found) + len(at) > limit:
+            starts = None
+            break
+        found += at
+    if starts is None:
+        return [m for lo, hi in windows for m in rule.pattern.finditer(low, lo, hi)]
+    found.sort()
+    out = []
+    match = rule.pattern.match
+    for lo, hi in windows:
+        pos = lo  # no match is empty (every one starts with a non-empty prefix): pos = end
+        for at in found[bisect_left(found, lo):]:
+            if at >= hi:
+                break
+            if at >= pos:
+                hit = match(low, at, hi)
+                if hit is not None:
+                    out.append(hit)
+                    pos = hit.end()
+    return out
 
 
 def _first_cluster(cat: str, hits: list, mitigations: list) -> OutputFinding | None:
     """The first window of ``_PROXIMITY`` chars whose distinct rules add up to a finding."""
-    for i, (anchor, _, _, _) in enumerate(hits):
-        window = [h for h in hits[i:] if h[0] < anchor + _PROXIMITY]
+    starts = [hit[0] for hit in hits]
+    for i, anchor in enumerate(starts):
+        window = hits[i : bisect_left(starts, anchor + _PROXIMITY, i)]  # hits are sorted by start
         seen: dict[int, _Rule] = {idx: rule for _, _, idx, rule in window}
         by_kind = {"strong": 0.0, "topic": 0.0, "how": 0.0}
         for rule in seen.values():
