@@ -136,11 +136,17 @@ class HeuristicScorer:
         fired: dict[Rule, None] = {}  # insertion-ordered set
 
         vocabulary = _vocabulary(norm.text)
-        self._scan(norm.text, fired, tool, vocabulary)
+        leeted = False
+        for window in _windows(norm.text):
+            # Rules are local (bounded word gaps), so a long text is matched window by window: the
+            # cost stays linear in its length, and overlapping windows keep every match whole.
+            self._scan(window, fired, tool, vocabulary if window is norm.text else _vocabulary(window))
+            leet = fold_leetspeak(window)
+            if leet is not None and leet != window and self._scan(leet, fired, tool):
+                leeted = True
         if norm.hidden:
             self._scan(norm.hidden, fired, tool)
-        leet = fold_leetspeak(norm.text)
-        if leet is not None and leet != norm.text and self._scan(leet, fired, tool):
+        if leeted:
             signals.append("leetspeak")
 
         stems = vocabulary[1] if vocabulary[2] else None
@@ -235,6 +241,17 @@ _COMMON_WORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
+
+
+_WINDOW = 4096
+_OVERLAP = 1024  # longer than any rule's match: its word gaps are bounded well below this
+
+
+def _windows(text: str) -> list[str]:
+    if len(text) <= _WINDOW:
+        return [text]
+    step = _WINDOW - _OVERLAP
+    return [text[start : start + _WINDOW] for start in range(0, len(text) - _OVERLAP, step)]
 
 
 def _vocabulary(view: str) -> tuple[set[str], set[str], bool]:
