@@ -47,16 +47,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from wardgate.serve import run
 
     configure_logging(args.log_level)
-    path = _config_path(args.config)
+    path = None if args.demo else _config_path(args.config)
     if path is None:
         config, key = _demo_config()
         upstream = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "the built-in echo upstream"
         host, port = args.host or config.server.host, args.port or config.server.port
-        print(f"wardgate demo mode: no config found, routing to {upstream}.\n"
+        print(f"wardgate demo mode: built-in config, routing to {upstream}.\n"
               f"  team 'demo' key: {key}\n"
               f"  export OPENAI_BASE_URL=http://{host}:{port}/v1 OPENAI_API_KEY={key}", flush=True)
     else:
         config = _load(path)
+        print(f"wardgate: config {path} ({len(config.teams)} teams, {len(config.models)} models)", flush=True)
     host, port = args.host or config.server.host, args.port if args.port is not None else config.server.port
     if args.workers > 1 and config.state.backend == "memory":
         print("wardgate: --workers > 1 needs a shared state store: budgets kept in each process's memory would "
@@ -107,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help="a YAML file or a folder of them (default: $WARDGATE_CONFIG, ./policies, demo)")
+    serve.add_argument("--demo", action="store_true",
+                       help="the built-in demo config (echo upstream, a generated key) even if ./policies exists")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
