@@ -15,12 +15,12 @@ from wardgate.detect.injection import (
     HeuristicScorer,
     InjectionResult,
     InjectionScorer,
-    _first_match,
-    _starts,
     _vocabulary,
     score_injection,
 )
 from wardgate.detect.injection_rules import RULES
+from wardgate.detect.literal_starts import first_match as _first_match
+from wardgate.detect.literal_starts import literal_starts as _starts
 
 _CORPUS = corpus("injection-dev.jsonl")
 

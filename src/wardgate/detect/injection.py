@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from re import (
-    _parser as _sre,  # the stdlib's own regex parser (Python >= 3.11), see _starts
-)
 from typing import Protocol
 
 from wardgate.detect.decode import (
@@ -24,6 +21,8 @@ from wardgate.detect.decode import (
     has_opaque_blob,
 )
 from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
+from wardgate.detect.literal_starts import first_match as _first_match
+from wardgate.detect.literal_starts import literal_starts as _starts
 from wardgate.detect.normalize import fold_case, fold_leetspeak, normalize
 
 __all__ = [
@@ -294,111 +293,6 @@ def _word_key(needle: str) -> str | None:
     if len(words) == 1:
         return "*" + words[0][:5] if len(words[0]) >= 5 else words[0]
     return max((w for w in words if w not in _COMMON_WORDS), key=len, default=max(words, key=len))
-
-
-# Past this many prefix occurrences per KB one regex scan (~20 µs/KB) is cheaper than a
-# .match() call (~0.3 µs) at each.
-_STARTS_PER_KB = 48
-_MAX_PREFIXES = 64
-
-
-@dataclass(frozen=True, slots=True)
-class _Starts:
-    """The literal prefixes a rule's matches begin with; ``stemmed`` follow a ``\\b`` and begin
-    with five ASCII letters, so in an ASCII view they can only occur if their stem is a word's."""
-
-    prefixes: tuple[str, ...]
-    stemmed: frozenset[str]
-
-
-def _first_match(pattern: re.Pattern[str], view: str, starts: _Starts | None,
-                 offsets: dict[str, list[int] | None], stems: set[str] | None) -> re.Match[str] | None:
-    """The same match as ``pattern.search(view)``, tried only where a match can start."""
-    if starts is None:
-        return pattern.search(view)
-    limit = 16 + len(view) * _STARTS_PER_KB // 1024
-    found: list[int] = []
-    for prefix in starts.prefixes:
-        if stems is not None and prefix in starts.stemmed and prefix[:5] not in stems:
-            continue
-        at = offsets.get(prefix, ())
-        if at == ():
-            at = offsets[prefix] = _offsets(view, prefix, limit)
-        if at is None or len(found) + len(at) > limit:
-            return pattern.search(view)
-        found += at
-    match = pattern.match
-    for at in sorted(found):  # leftmost first: the match search would return
-        hit = match(view, at)
-        if hit is not None:
-            return hit
-    return None
-
-
-def _offsets(view: str, prefix: str, limit: int) -> list[int] | None:
-    """Every offset of ``prefix`` in ``view`` (overlaps included), or None past ``limit``."""
-    found: list[int] = []
-    find = view.find
-    at = find(prefix)
-    while at >= 0:
-        if len(found) == limit:
-            return None
-        found.append(at)
-        at = find(prefix, at + 1)
-    return found
-
-
-def _starts(pattern: re.Pattern[str]) -> _Starts | None:
-    """Literal strings one of which every match of ``pattern`` begins with; None if unknown.
-
-    Read from the stdlib's parse tree, so it is exact for any pattern; a construct it does not
-    follow only ends a prefix early, and a pattern with an empty prefix keeps plain search.
-    """
-    if pattern.flags & re.IGNORECASE:
-        return None
-    try:
-        parsed = _sre.parse(pattern.pattern, pattern.flags)
-        heads = _heads(parsed)
-        bounded = len(parsed) > 0 and parsed[0] == (_sre.AT, _sre.AT_BOUNDARY)
-    except (TypeError, ValueError, AttributeError, IndexError, RecursionError):  # a future parser
-        return None
-    if not heads or any(not head for head, _open in heads):
-        return None
-    prefixes = sorted({head for head, _open in heads})
-    # "do" covers "don": keep the shortest, each offset is found once.
-    kept = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
-    stemmed = {p for p in kept if bounded and len(p) >= 5 and p[:5].isascii() and p[:5].isalpha()}
-    return _Starts(kept, frozenset(stemmed))
-
-
-def _heads(items: list) -> set[tuple[str, bool]]:  # items: a private sre parse tree (re._parser)
-    """The literal prefixes of a parsed sequence, each flagged True while still open (all literal)."""
-    heads = {("", True)}
-    for op, av in items:
-        if not any(is_open for _head, is_open in heads):
-            break
-        if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
-            continue  # zero width: the prefix carries on past it
-        if op is _sre.LITERAL:
-            step = {(chr(av), True)}
-        elif op is _sre.IN and len(av) <= 8 and all(kind is _sre.LITERAL for kind, _code in av):
-            step = {(chr(code), True) for _kind, code in av}
-        elif op is _sre.SUBPATTERN:
-            step = _heads(av[-1])
-        elif op is _sre.BRANCH:
-            step = set().union(*(_heads(branch) for branch in av[1]))
-        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
-            step = {(head, False) for head, _open in _heads(av[2])}  # one repetition, then stop
-        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[:2] == (0, 1):
-            step = _heads(av[2]) | {("", True)}  # "x?": with or without it
-        else:
-            step = {("", False)}
-        grown = {(head + more, more_open) for head, is_open in heads if is_open for more, more_open in step}
-        grown |= {(head, False) for head, is_open in heads if not is_open}
-        if len(grown) > _MAX_PREFIXES:
-            return {(head, False) for head, _open in heads}  # shorter prefixes are still exact
-        heads = grown
-    return heads
 
 
 _DECODE_STARTS = _starts(_DECODE_REQUEST)

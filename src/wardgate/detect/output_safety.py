@@ -22,7 +22,9 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 
-from wardgate.detect.injection import _offsets, _starts, _Starts
+from wardgate.detect.literal_starts import Starts as _Starts
+from wardgate.detect.literal_starts import literal_starts as _starts
+from wardgate.detect.literal_starts import find_offsets as _offsets
 
 from wardgate.detect.output_rules import MESSAGES, MITIGATIONS, RULES, TRIGGER_WORDS
 

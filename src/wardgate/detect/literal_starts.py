@@ -1,0 +1,120 @@
+"""Where a regex match can begin: the literal prefixes every match of a pattern starts with.
+
+Python's ``re`` tries a pattern that does not open with a literal at every position (~20 µs per KB
+per pattern). Every match of such a rule starts with one of its literal prefixes, so the detectors
+find those with ``str.find`` (a C scan) and call ``.match()`` only there: the same first match as
+``search``, at a fraction of the cost. Shared by the injection and output-safety detectors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
+
+__all__ = ["MAX_PREFIXES", "STARTS_PER_KB", "Starts", "first_match", "find_offsets", "literal_starts"]
+
+
+# Past this many prefix occurrences per KB one regex scan (~20 µs/KB) is cheaper than a
+# .match() call (~0.3 µs) at each.
+STARTS_PER_KB = 48
+MAX_PREFIXES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Starts:
+    """The literal prefixes a rule's matches begin with; ``stemmed`` follow a ``\\b`` and begin
+    with five ASCII letters, so in an ASCII view they can only occur if their stem is a word's."""
+
+    prefixes: tuple[str, ...]
+    stemmed: frozenset[str]
+
+
+def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
+                 offsets: dict[str, list[int] | None], stems: set[str] | None) -> re.Match[str] | None:
+    """The same match as ``pattern.search(view)``, tried only where a match can start."""
+    if starts is None:
+        return pattern.search(view)
+    limit = 16 + len(view) * STARTS_PER_KB // 1024
+    found: list[int] = []
+    for prefix in starts.prefixes:
+        if stems is not None and prefix in starts.stemmed and prefix[:5] not in stems:
+            continue
+        at = offsets.get(prefix, ())
+        if at == ():
+            at = offsets[prefix] = find_offsets(view, prefix, limit)
+        if at is None or len(found) + len(at) > limit:
+            return pattern.search(view)
+        found += at
+    match = pattern.match
+    for at in sorted(found):  # leftmost first: the match search would return
+        hit = match(view, at)
+        if hit is not None:
+            return hit
+    return None
+
+
+def find_offsets(view: str, prefix: str, limit: int) -> list[int] | None:
+    """Every offset of ``prefix`` in ``view`` (overlaps included), or None past ``limit``."""
+    found: list[int] = []
+    find = view.find
+    at = find(prefix)
+    while at >= 0:
+        if len(found) == limit:
+            return None
+        found.append(at)
+        at = find(prefix, at + 1)
+    return found
+
+
+def literal_starts(pattern: re.Pattern[str]) -> Starts | None:
+    """Literal strings one of which every match of ``pattern`` begins with; None if unknown.
+
+    Read from the stdlib's parse tree, so it is exact for any pattern; a construct it does not
+    follow only ends a prefix early, and a pattern with an empty prefix keeps plain search.
+    """
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        parsed = _sre.parse(pattern.pattern, pattern.flags)
+        heads = _heads(parsed)
+        bounded = len(parsed) > 0 and parsed[0] == (_sre.AT, _sre.AT_BOUNDARY)
+    except (TypeError, ValueError, AttributeError, IndexError, RecursionError):  # a future parser
+        return None
+    if not heads or any(not head for head, _open in heads):
+        return None
+    prefixes = sorted({head for head, _open in heads})
+    # "do" covers "don": keep the shortest, each offset is found once.
+    kept = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
+    stemmed = {p for p in kept if bounded and len(p) >= 5 and p[:5].isascii() and p[:5].isalpha()}
+    return Starts(kept, frozenset(stemmed))
+
+
+def _heads(items: list) -> set[tuple[str, bool]]:  # items: a private sre parse tree (re._parser)
+    """The literal prefixes of a parsed sequence, each flagged True while still open (all literal)."""
+    heads = {("", True)}
+    for op, av in items:
+        if not any(is_open for _head, is_open in heads):
+            break
+        if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
+            continue  # zero width: the prefix carries on past it
+        if op is _sre.LITERAL:
+            step = {(chr(av), True)}
+        elif op is _sre.IN and len(av) <= 8 and all(kind is _sre.LITERAL for kind, _code in av):
+            step = {(chr(code), True) for _kind, code in av}
+        elif op is _sre.SUBPATTERN:
+            step = _heads(av[-1])
+        elif op is _sre.BRANCH:
+            step = set().union(*(_heads(branch) for branch in av[1]))
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
+            step = {(head, False) for head, _open in _heads(av[2])}  # one repetition, then stop
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[:2] == (0, 1):
+            step = _heads(av[2]) | {("", True)}  # "x?": with or without it
+        else:
+            step = {("", False)}
+        grown = {(head + more, more_open) for head, is_open in heads if is_open for more, more_open in step}
+        grown |= {(head, False) for head, is_open in heads if not is_open}
+        if len(grown) > MAX_PREFIXES:
+            return {(head, False) for head, _open in heads}  # shorter prefixes are still exact
+        heads = grown
+    return heads
