@@ -43,7 +43,8 @@ from wardgate.tracestore import store_for
 __all__ = ["FEEDBACK_SCHEMA", "SignalTracker", "feedback_record", "handle_feedback", "sweep_signals"]
 
 _log = structlog.get_logger("wardgate.feedback")
-_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+# bytes.translate is a C table lookup; str.translate with a dict costs ~30 ns a character.
+_PUNCTUATION = bytes(32 if chr(b) in string.punctuation else b for b in range(256))
 _SAMPLE = 48
 _MAX_TEXT = 600  # the start of a message says whether it was reworded; bounded cost per request
 _MAX_LABELS = 32
@@ -76,7 +77,8 @@ def _fingerprint(text: str) -> frozenset[int]:
     # split() and map(hash) run in C: a few µs per KB where a regex and a generator took ~20.
     # At most _SAMPLE hashes (the smallest: a bottom-k sketch, whose overlap estimates the full one),
     # so 10,000 tracked sessions hold a few MB, not hundreds.
-    hashes = set(map(hash, text[:_MAX_TEXT].lower().translate(_PUNCTUATION).split()))
+    raw = text[:_MAX_TEXT].lower().encode("utf-8", "surrogatepass").translate(_PUNCTUATION)
+    hashes = set(map(hash, raw.split()))
     return frozenset(hashes if len(hashes) <= _SAMPLE else sorted(hashes)[:_SAMPLE])
 
 

@@ -138,7 +138,8 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "response": _response_content(ex, mode),
         "error": _error(ex, mode),
         "attempts": ex.attempts,
-        "spans": [{"stage": s.stage, "phase": s.phase, "ms": round(s.duration_ms, 4), "action": s.action.value}
+        # Action is a str enum: orjson writes its value, and it compares equal to it in process.
+        "spans": [{"stage": s.stage, "phase": s.phase, "ms": round(s.duration_ms, 4), "action": s.action}
                   for s in ex.spans],
         "extra": ex.extra_record(),
     }
