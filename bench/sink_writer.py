@@ -47,7 +47,8 @@ def _record(i: int, run: str) -> dict:
     }
 
 
-async def _collector() -> tuple[web.AppRunner, str]:
+async def collector() -> tuple[web.AppRunner, str]:
+    """A loopback HTTP collector that accepts every batch (the http sink's peer in benchmarks)."""
     async def ingest(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(status=204)
@@ -94,7 +95,7 @@ async def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    runner, url = await _collector()
+    runner, url = await collector()
     table = f"wardgate_bench_{uuid.uuid4().hex[:8]}"
     stream = f"wardgate:bench:{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-from aiohttp import web
 
 from wardgate.config.schema import ModelConfig, PolicyConfig
 from wardgate.exchange import (
@@ -44,6 +43,8 @@ from wardgate.sinks import (
     SinkWriter,
 )
 from wardgate.trace import build_record
+
+from sink_writer import collector  # bench/ is on sys.path when a bench script runs
 
 _STAGES = ("authenticate", "parse", "route", "secrets", "pii", "injection", "output", "tool_calls", "loops", "budget")
 _POLICY = PolicyConfig()
@@ -75,21 +76,6 @@ def _exchange(i: int) -> Exchange:
     ex.redactions = [Redaction("EMAIL_ADDRESS", 1, "input")]
     ex.outcome, ex.status, ex.tags, ex.prompt_ref = Outcome.SERVED, 200, {"feature": "support"}, "support@v3"
     return ex
-
-
-async def _collector() -> tuple[web.AppRunner, str]:
-    async def ingest(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=204)
-
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_post("/ingest", ingest)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/ingest"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -127,7 +113,7 @@ async def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    runner, url = await _collector()
+    runner, url = await collector()
     table = f"wg_bench_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

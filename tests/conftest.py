@@ -52,7 +52,7 @@ from typing import Any  # noqa: E402
 
 import orjson  # noqa: E402
 
-from tests.fakes import FakeUpstream  # noqa: E402
+from tests.fakes import FakeUpstream, on_loopback  # noqa: E402
 from wardgate.app import create_app  # noqa: E402
 from wardgate.config import load_config_text  # noqa: E402
 
@@ -125,10 +125,7 @@ class Gateway:
 
 @pytest.fixture
 async def fake_upstream(aiohttp_server) -> Any:
-    fake = FakeUpstream()
-    server = await aiohttp_server(fake.app, host="127.0.0.1")
-    fake.url = str(server.make_url("/v1"))  # type: ignore[attr-defined]
-    return fake
+    return await on_loopback(aiohttp_server, FakeUpstream())
 
 
 @pytest.fixture

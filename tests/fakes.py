@@ -102,3 +102,10 @@ class FakeUpstream:
         if isinstance(body, dict) and body.get("stream"):
             return Scripted(chunks=chat_chunks("hello from upstream"))
         return self.default
+
+
+async def on_loopback(aiohttp_server: Any, fake: Any) -> Any:
+    """Start a fake upstream's ``app`` on 127.0.0.1 and set its ``url`` (the ``/v1`` base)."""
+    server = await aiohttp_server(fake.app, host="127.0.0.1")
+    fake.url = str(server.make_url("/v1"))
+    return fake

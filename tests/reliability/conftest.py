@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEAM_KEY, Gateway
+from tests.fakes import on_loopback
 from tests.reliability.chaos import ChaosUpstream, closed_port
 from wardgate.app import create_app
 from wardgate.config import load_config_text
@@ -49,10 +50,7 @@ def chaos_yaml(upstream_url: str, traces: Path, retries: int = 2, breaker_failur
 
 @pytest.fixture
 async def chaos(aiohttp_server) -> ChaosUpstream:
-    fake = ChaosUpstream()
-    server = await aiohttp_server(fake.app, host="127.0.0.1")
-    fake.url = str(server.make_url("/v1"))  # type: ignore[attr-defined]
-    return fake
+    return await on_loopback(aiohttp_server, ChaosUpstream())
 
 
 @pytest.fixture
