@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from wardgate.detect.findings import Finding
 
@@ -24,6 +24,7 @@ PII_ENTITIES: frozenset[str] = frozenset(
 # Candidates travel as (score, start, end, entity) tuples: a Finding is built only for what is
 # kept, which matters in PII-dense text.
 _Span = tuple[float, int, int, str]
+_Windows = list[tuple[int, int]]  # (start, end) of digit clusters, see _clusters
 
 _MIN_SCORE = 0.5  # a candidate below this is not reported
 _CONTEXT_BOOST = 0.3
@@ -93,14 +94,17 @@ _HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
 _VERSION_BEFORE = re.compile(r"(?:version|\bver\.?|release|\bbuild|firmware|\bfw|\bv)\s*[:#]?\s*$")
 
 
-def _ips(text: str) -> Iterator[_Span]:
-    for m in _IPV4.finditer(text):
+def _ipv4s(text: str, windows: _Windows) -> Iterator[_Span]:
+    for m in _windowed(_IPV4, text, windows, 0, 4):
         octets = m.group().split(".")
         if any(len(o) > 1 and o[0] == "0" or int(o) > 255 for o in octets):
             continue
         if _VERSION_BEFORE.search(text[max(0, m.start() - 24) : m.start()].lower()):
             continue
         yield (0.85, m.start(), m.end(), "IP_ADDRESS")
+
+
+def _ipv6s(text: str) -> Iterator[_Span]:
     pos = 0
     while (hint := _IPV6_HINT.search(text, pos)) is not None:
         start = hint.start()
@@ -131,8 +135,8 @@ _SSN_PUBLISHED = frozenset({"078051120", "219099999", "123456789", "457555462"})
 _DIGIT_AFTER_SPACE, _DIGIT_SPACE = re.compile(r" [0-9]"), re.compile(r"[0-9] ")
 
 
-def _ssns(text: str) -> Iterator[_Span]:
-    for m in _SSN.finditer(text):
+def _ssns(text: str, windows: _Windows) -> Iterator[_Span]:
+    for m in _windowed(_SSN, text, windows, 0, 4):
         sep = m.group(1)
         digits = m.group().replace(sep, "") if sep else m.group()
         area, group, serial = digits[:3], digits[3:5], digits[5:]
@@ -188,8 +192,8 @@ def _card_base(d: str) -> float:
     return 0.0
 
 
-def _cards(text: str) -> Iterator[_Span]:
-    for m in _CARD.finditer(text):
+def _cards(text: str, windows: _Windows) -> Iterator[_Span]:
+    for m in _windowed(_CARD, text, windows, 0, 4):
         raw = m.group()
         if raw.isdigit():
             groups = [raw]
@@ -226,11 +230,17 @@ _IBAN_LENGTHS = dict(
 )
 # The body is a lookahead so that a greedy run into the next words ("... 00 and FR14 ...")
 # does not hide an IBAN that follows.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?=((?:[ \-]?[A-Za-z0-9]){11,30}))")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?=((?:[ \-]?[A-Za-z0-9]){11,30}))")
+# The country code and check digits alone, led by a character class (not the look-behind): the
+# check digits lie in a digit cluster, so the head is looked for there only.
+_IBAN_HEAD = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}")
 
 
-def _ibans(text: str) -> Iterator[_Span]:
-    for m in _IBAN.finditer(text):
+def _ibans(text: str, windows: _Windows) -> Iterator[_Span]:
+    for head in _windowed(_IBAN_HEAD, text, windows, 2, 4):
+        m = _IBAN.match(text, head.start())
+        if m is None:
+            continue
         raw = m.group() + m.group(1)
         length = _IBAN_LENGTHS.get(raw[:2])
         if length is None:
@@ -302,8 +312,8 @@ def _phone_base(text: str, tokens: list[re.Match[str]], groups: list[str], plus:
     return 0.45 if 10 <= len(digits) <= 11 else 0.0
 
 
-def _phones(text: str) -> Iterator[_Span]:
-    for m in _PHONE.finditer(text):
+def _phones(text: str, windows: _Windows) -> Iterator[_Span]:
+    for m in _windowed(_PHONE, text, windows, 3, 24):
         if m.end() - m.start() < 8:
             continue  # the shortest number accepted below, "+4930123", has eight characters
         tokens = list(_PHONE_TOKEN.finditer(text, m.start(), m.end()))
@@ -331,15 +341,86 @@ def _phones(text: str) -> Iterator[_Span]:
 
 
 # --- assembly -----------------------------------------------------------------------------
-_Finder = Callable[[str], Iterable[_Span]]
-_NUMERIC: tuple[tuple[str, _Finder], ...] = (
-    ("CREDIT_CARD", _cards),
-    ("IBAN_CODE", _ibans),
-    ("US_SSN", _ssns),
-    ("IP_ADDRESS", _ips),
-    ("PHONE_NUMBER", _phones),
-)
 _DIGITS = "0123456789"
+# The most non-digit characters between two digits of one entity: " - (" in a phone number
+# ("555 - (12) 3456"); a phone extension (" ext. 12") is read past a cluster's end, never joined.
+_GAP = 4
+_SHORT = 256  # below this, each finder scans the whole text: cheaper than finding clusters
+_DENSE = 14  # one digit in this many characters or more: the whole text is one window
+# Fewest digits a cluster needs for each finder to accept something in it.
+_MIN_CARD, _MIN_SSN, _MIN_PHONE, _MIN_IPV4, _MIN_IBAN = 12, 9, 8, 4, 2
+
+
+def _clusters(text: str) -> list[tuple[int, int, int]]:
+    """``(start, end, digits)`` of each run of ASCII digits at most ``_GAP`` apart.
+
+    Every numeric entity lies in one cluster, so each finder looks only there: a regex scanning a
+    whole text stops at every character (~8 ns each, ~40 us for 4 KB), where ``str.find`` skips
+    to the next digit at memchr speed (``str.count`` does not: it compares every character).
+    In dense text (one digit in ``_DENSE`` characters or more) clusters save little: the whole
+    text is one window.
+    """
+    find, size = text.find, len(text)
+    most = size // _DENSE
+    positions: list[int] = []
+    for d in _DIGITS:
+        i = find(d)
+        while i != -1:
+            positions.append(i)
+            i = find(d, i + 1)
+        if len(positions) > most:
+            return [(0, size, size)]
+    if not positions:
+        return []
+    positions.sort()
+    out = []
+    start = last = positions[0]
+    digits = 0
+    for p in positions:
+        if p - last > _GAP + 1:
+            out.append((start, last + 1, digits))
+            start, digits = p, 0
+        last = p
+        digits += 1
+    out.append((start, last + 1, digits))
+    return out
+
+
+def _windowed(pattern: re.Pattern[str], text: str, windows: _Windows, lead: int, tail: int) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)``, restricted to the matches that start in a window.
+
+    A match starts at most ``lead`` characters before its window's first digit, and no attempt
+    starting in a window reads more than ``tail`` characters past its last digit (look-aheads
+    included), so cutting the text there (``endpos``) changes no match; look-behinds see the
+    whole text.
+    """
+    size = len(text)
+    if windows and windows[0][0] == 0 and windows[0][1] == size:  # a short text: one window, the whole text
+        yield from pattern.finditer(text)
+        return
+    floor = 0
+    for start, end in windows:
+        pos, stop = max(floor, start - lead), min(size, end + tail)
+        while (m := pattern.search(text, pos, stop)) is not None and m.start() < end:
+            yield m
+            pos = floor = m.end()
+
+
+def _numeric(text: str, wanted: frozenset[str], cards: _Windows, ibans: _Windows, ssns: _Windows,
+             ipv4s: _Windows, phones: _Windows) -> Iterator[_Span]:
+    if cards and "CREDIT_CARD" in wanted:
+        yield from _cards(text, cards)
+    if ibans and "IBAN_CODE" in wanted:
+        yield from _ibans(text, ibans)
+    if ssns and "US_SSN" in wanted:
+        yield from _ssns(text, ssns)
+    if "IP_ADDRESS" in wanted:
+        if ipv4s:
+            yield from _ipv4s(text, ipv4s)
+        if ":" in text:
+            yield from _ipv6s(text)
+    if phones and "PHONE_NUMBER" in wanted:
+        yield from _phones(text, phones)
 
 
 def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]:
@@ -348,10 +429,17 @@ def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]
     found: list[_Span] = []
     if "@" in text and "EMAIL_ADDRESS" in wanted:
         found.extend(_emails(text))
-    if any(d in text for d in _DIGITS):  # ten C-speed substring scans beat one regex scan
-        for entity, finder in _NUMERIC:
-            if entity in wanted:
-                found.extend(finder(text))
+    if len(text) < _SHORT:  # each finder scans the whole text: cheaper than finding clusters
+        if any(d in text for d in _DIGITS):
+            every = [(0, len(text))]
+            found.extend(_numeric(text, wanted, every, every, every, every, every))
+    elif clusters := _clusters(text):
+
+        def windows(least: int) -> _Windows:
+            return [(s, e) for s, e, n in clusters if n >= least]
+
+        found.extend(_numeric(text, wanted, windows(_MIN_CARD), windows(_MIN_IBAN), windows(_MIN_SSN),
+                              windows(_MIN_IPV4), windows(_MIN_PHONE)))
     return [Finding(entity, start, end, score) for score, start, end, entity in _resolve(found)]
 
 
