@@ -63,9 +63,10 @@ class EchoUpstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self._delay = config.echo_delay_ms / 1000.0
 
-    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str]) -> Reply:
+    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str], deadline: float) -> Reply:
         if self._delay:
-            await asyncio.sleep(self._delay)
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await asyncio.sleep(self._delay)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:

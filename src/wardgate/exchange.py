@@ -73,7 +73,7 @@ class Verdict:
 ALLOW = Verdict()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Span:
     """The time one stage spent on one phase of one exchange."""
 

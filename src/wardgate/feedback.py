@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import os
 import string
 import time
 from collections import OrderedDict, deque
@@ -34,6 +33,7 @@ from aiohttp import web
 
 from wardgate.errors import GatewayError
 from wardgate.exchange import Exchange, Outcome
+from wardgate.ids import random_hex
 from wardgate.keys import GENERATION, RECORDER
 from wardgate.sinks.postgres import FEEDBACK_SCHEMA
 from wardgate.sinks.protocol import Record
@@ -73,10 +73,8 @@ def _last_user_text(body: dict[str, Any] | None) -> str | None:
 
 
 def _fingerprint(text: str) -> frozenset[int]:
-    # Word hashes, not words: the tracker never holds message text (log.content may forbid it).
     # split() and map(hash) run in C: a few µs per KB where a regex and a generator took ~20.
-    # At most _SAMPLE hashes (the smallest: a bottom-k sketch, whose overlap estimates the full one),
-    # so 10,000 tracked sessions hold a few MB, not hundreds.
+    # At most _SAMPLE hashes (the smallest: a bottom-k sketch, whose overlap estimates the full one).
     raw = text[:_MAX_TEXT].lower().encode("utf-8", "surrogatepass").translate(_PUNCTUATION)
     hashes = set(map(hash, raw.split()))
     return frozenset(hashes if len(hashes) <= _SAMPLE else sorted(hashes)[:_SAMPLE])
@@ -89,7 +87,10 @@ class _Last:
     at: float
     ended: float
     """Wall-clock end: a request received before it is concurrent (fan-out), not a reaction to the answer."""
-    words: frozenset[int] | None
+    head: str | None
+    """The first ``_MAX_TEXT`` characters of the last user message, in memory only, until the actor's next
+    request or eviction (at most ``max_actors`` actors). The word fingerprint is computed only when a
+    next request could be a rephrase of it: most requests start a new actor or resend the same text."""
     exact: int
     served: bool
 
@@ -129,17 +130,17 @@ class SignalTracker:
         actor = self._actor(ex)
         self._pending.pop(actor, None)  # the actor came back: not abandoned
         text = _last_user_text(ex.body)
-        words = _fingerprint(text) if text else None
         exact = hash(text)
         prev = self._last.get(actor)
-        if (prev is not None and prev.served and words and prev.words and now - prev.at <= self._window
+        if (prev is not None and prev.served and text and prev.head and now - prev.at <= self._window
                 and ex.received >= prev.ended and exact != prev.exact):
-            overlap = len(words & prev.words) / len(words | prev.words)
+            words, before = _fingerprint(text), _fingerprint(prev.head)
+            overlap = len(words & before) / len(words | before) if words and before else 0.0
             if overlap >= self._similarity:
                 self._emit(feedback_record(prev.request_id, prev.team, -1.0, source="rephrase", labels=["rephrase"],
                                            by_request_id=ex.request_id, similarity=round(overlap, 3)))
-        self._last[actor] = _Last(ex.request_id, ex.team_name, now, time.time(), words, exact,
-                                  ex.outcome is Outcome.SERVED)
+        self._last[actor] = _Last(ex.request_id, ex.team_name, now, time.time(), text[:_MAX_TEXT] if text else None,
+                                  exact, ex.outcome is Outcome.SERVED)
         self._last.move_to_end(actor)
         if len(self._last) > self._max_actors:
             self._last.popitem(last=False)
@@ -234,7 +235,7 @@ def _comment_for(ex: Exchange, comment: str | None) -> str | None:
 async def handle_feedback(request: web.Request) -> web.StreamResponse:
     """POST /v1/feedback ``{request_id, score, comment?, labels?}``; traced like every /v1 request."""
     gen, recorder = request.app[GENERATION], request.app[RECORDER]
-    ex = Exchange(request_id="req_" + os.urandom(12).hex(), route=request.path, headers=request.headers,
+    ex = Exchange(request_id="req_" + random_hex(12), route=request.path, headers=request.headers,
                   config=gen.config)
     status, payload = 200, b""
     try:

@@ -6,7 +6,6 @@ Every /v1 request ends in exactly one trace record, whatever happened (SPEC §4)
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from wardgate.answer import absorb_body, cost_of
 from wardgate.errors import GatewayError, envelope
 from wardgate.exchange import Exchange, Outcome, Verdict
+from wardgate.ids import random_hex
 from wardgate.keys import CLOCK, GENERATION, RECORDER
 from wardgate.relay import relay_stream
 from wardgate.runtime import Generation
@@ -28,7 +28,7 @@ _JSON = "application/json"
 
 
 def _new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    return "req_" + random_hex(12)
 
 
 def _headers(ex: Exchange) -> dict[str, str]:
@@ -42,8 +42,9 @@ def _json_response(ex: Exchange, status: int, body: bytes, extra: tuple[tuple[st
     headers = _headers(ex)
     headers.update(extra)
     headers["x-wardgate-overhead-ms"] = f"{ex.overhead_ms():.3f}"
+    headers["content-type"] = _JSON  # as a header: the content_type= argument re-parses it every time
     ex.status = status
-    return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
+    return web.Response(body=body, status=status, headers=headers)
 
 
 def _error_response(ex: Exchange, err: GatewayError, outcome: Outcome = Outcome.ERROR) -> web.Response:

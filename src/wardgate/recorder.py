@@ -40,14 +40,15 @@ class Recorder:
             self.anomalies.check(ex, total_ms)
         except Exception:  # noqa: BLE001
             _log.exception("anomaly_check_failed", request_id=ex.request_id)
-        try:
-            record = build_record(ex, total_ms)
-        except Exception:  # a record must never be lost to a bug in one field: keep the essentials
-            _log.exception("trace_build_failed", request_id=ex.request_id)
-            record = {"schema": "wardgate.trace/1", "request_id": ex.request_id, "route": ex.route,
-                      "status": ex.status, "outcome": ex.outcome.value if ex.outcome else "error",
-                      "error": {"message": "trace record incomplete"}}
-        self._writer.submit(record)
+        if self._writer.has_sinks:  # a record goes to every configured sink (SPEC §4); with none, none is built
+            try:
+                record = build_record(ex, total_ms)
+            except Exception:  # a record must never be lost to a bug in one field: keep the essentials
+                _log.exception("trace_build_failed", request_id=ex.request_id)
+                record = {"schema": "wardgate.trace/1", "request_id": ex.request_id, "route": ex.route,
+                          "status": ex.status, "outcome": ex.outcome.value if ex.outcome else "error",
+                          "error": {"message": "trace record incomplete"}}
+            self._writer.submit(record)
         self._metrics.observe(ex, total_ms)
         try:
             self.signals.observe(ex)
@@ -55,4 +56,4 @@ class Recorder:
             _log.exception("signal_tracking_failed", request_id=ex.request_id)
         if self._access_log:
             _log.info("request", request_id=ex.request_id, team=ex.team_name, route=ex.route, model=ex.model_alias,
-                      status=ex.status, outcome=record["outcome"], ms=round(total_ms, 2))
+                      status=ex.status, outcome=ex.outcome.value if ex.outcome else "error", ms=round(total_ms, 2))

@@ -11,7 +11,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,7 +40,7 @@ class Reply:
     status: int
     body: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
     _release: Any = None
 
     def release(self) -> None:
@@ -50,13 +50,22 @@ class Reply:
 
 
 class Upstream(Protocol):
-    """Sends one request body to one upstream route and returns its reply."""
+    """Sends one request body to one upstream route and returns its reply.
 
-    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str]) -> Reply: ...
+    ``deadline`` (``time.monotonic()`` seconds) bounds the whole exchange, a stream's chunks included:
+    past it the call, or the chunk iterator, raises ``TimeoutError``.
+    """
+
+    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str], deadline: float) -> Reply: ...
 
 
 class HttpUpstream:
-    """An OpenAI-compatible HTTP server."""
+    """An OpenAI-compatible HTTP server.
+
+    One asyncio timer per call: it fires at the first byte's timeout (``ttfb_timeout_s``) or the
+    deadline, whichever is sooner, and is moved to the deadline once the first byte is in. aiohttp's
+    own ``total`` timer is off (it would be a second timer for the same deadline).
+    """
 
     def __init__(self, name: str, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -65,35 +74,40 @@ class HttpUpstream:
         self._headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
             self._headers["authorization"] = f"Bearer {config.api_key}"
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s, sock_connect=config.connect_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
         self._ttfb = config.ttfb_timeout_s
         self._idle = config.idle_timeout_s
 
-    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str]) -> Reply:
+    async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str], deadline: float) -> Reply:
         url = self._base + route.removeprefix("/v1")
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        end = now + (deadline - time.monotonic())
         resp: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(self._ttfb):
-                resp = await self._session.post(url, data=body, headers={**self._headers, **headers},
-                                                timeout=self._timeout)
+            async with asyncio.timeout_at(end if self._ttfb is None else min(end, now + self._ttfb)) as timer:
+                resp = await self._session.post(url, data=body, headers={**self._headers, **headers} if headers
+                                                else self._headers, timeout=self._timeout)
                 if stream and resp.status == 200:
                     first = await resp.content.readany()
-                    return Reply(resp.status, chunks=self._chunks(resp, first), headers=dict(resp.headers),
+                    return Reply(resp.status, chunks=self._chunks(resp, first, end), headers=resp.headers,
                                  _release=resp.close)
-            data = await resp.read()
+                timer.reschedule(end)
+                data = await resp.read()
         except BaseException:
             if resp is not None:
                 resp.close()
             raise
         resp.release()
-        return Reply(resp.status, body=data, headers=dict(resp.headers))
+        return Reply(resp.status, body=data, headers=resp.headers)
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, first: bytes) -> AsyncIterator[bytes]:
-        """The rest of the stream; a silence longer than ``idle_timeout_s`` raises TimeoutError."""
+    async def _chunks(self, resp: aiohttp.ClientResponse, first: bytes, end: float) -> AsyncIterator[bytes]:
+        """The rest of the stream; a silence longer than ``idle_timeout_s`` or the deadline raises TimeoutError."""
+        loop = asyncio.get_running_loop()
         chunk = first
         while chunk:
             yield chunk
-            async with asyncio.timeout(self._idle):
+            async with asyncio.timeout_at(end if self._idle is None else min(end, loop.time() + self._idle)):
                 chunk = await resp.content.readany()
 
 
@@ -204,24 +218,26 @@ class Upstreams:
         breaker = self._breakers.get(name)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                reply = await self._by_name[name].send(ex.route, body, ex.stream, headers)
+            reply = await self._by_name[name].send(ex.route, body, ex.stream, headers, deadline)
         except TimeoutError:
-            entry.update(error="timeout", ms=_ms(started))
-            ex.upstream_ms += _ms(started)
+            ms = entry["ms"] = _ms(started)
+            entry["error"] = "timeout"
+            ex.upstream_ms += ms
             _fail(breaker)
             return None, GatewayError(504, "upstream_timeout", f"upstream {name!r} timed out"), None
         except aiohttp.ClientError as exc:
-            entry.update(error=type(exc).__name__, ms=_ms(started))
-            ex.upstream_ms += _ms(started)
+            ms = entry["ms"] = _ms(started)
+            entry["error"] = type(exc).__name__
+            ex.upstream_ms += ms
             _fail(breaker)
             return None, GatewayError(502, "upstream_error", f"upstream {name!r} is unreachable ({type(exc).__name__})"), None
         except BaseException:
             if breaker is not None:
                 breaker.abandon()
             raise
-        entry.update(status=reply.status, ms=_ms(started))
-        ex.upstream_ms += _ms(started)
+        entry["status"] = reply.status
+        ms = entry["ms"] = _ms(started)
+        ex.upstream_ms += ms
         if _truncated(reply, ex.stream):
             entry["error"] = "invalid_body"
             _fail(breaker)

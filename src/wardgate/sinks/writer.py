@@ -199,6 +199,10 @@ class SinkWriter:
         self._started = False
 
     @property
+    def has_sinks(self) -> bool:
+        return bool(self._lanes)
+
+    @property
     def names(self) -> list[str]:
         """The sinks' unique names, in configuration order (the keys of :meth:`stats`)."""
         return [lane.name for lane in self._lanes]

@@ -43,5 +43,7 @@ def default_stages(policy: PolicyConfig, config: Config, services: Services) -> 
         stages.append(ToolCalls(policy.tool_calls))
     if policy.loops.action != "off":
         stages.append(Loops(policy.loops, services.store, config.state.on_error == "open"))
-    stages.append(Budget(policy, config, services.store, services.fallback))
+    budget = Budget(policy, config, services.store, services.fallback)
+    if budget.active:  # no budget anywhere in the config: no stage to run twice per request for nothing
+        stages.append(budget)
     return stages

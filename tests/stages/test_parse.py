@@ -1,0 +1,54 @@
+"""The parse stage refuses bodies the guardrails and the upstream could read differently, naming the field."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.conftest import TEAM_KEY, gateway_yaml
+from wardgate.app import create_app
+from wardgate.config.load import load_config_text
+
+_CHAT = b'"model": "gpt-4o-mini", "messages": [{"role": "user", "content": %s}]'
+
+
+def _deep(levels: int) -> bytes:
+    return b'"x": ' + b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"model": "gpt-4o-mini", "model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}', "'model'"),
+    (b'{' + _CHAT % b'"hi"' + b', "metadata": {"a": 1, "b": {"c": 2, "c" : 3}}}', "'c'"),
+    (b'{' + _CHAT % b'"say \\"x\\": 1"' + b', "user": "u", "user": "v"}', "'user'"),
+    (b'{' + _CHAT % b'"a\\\\"' + b', "seed": 1, "seed": 2}', "'seed'"),
+    (b'{' + _CHAT % b'"hi"' + b', ' + _deep(70) + b'}', "nested deeper"),
+    (b'{' + _CHAT % b'"hi"' + b', "seed": 123456789012345678901234567890}', "'seed'"),
+])
+async def test_ambiguous_or_hostile_bodies_get_a_400_naming_the_problem(gateway, body, words):
+    resp = await gateway.client.post("/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
+    payload = await resp.json()
+    assert resp.status == 400 and payload["error"]["code"] == "invalid_request", payload
+    assert words in payload["error"]["message"]
+    assert not gateway.upstream.received
+    assert (await gateway.trace(resp.headers["x-wardgate-request-id"]))["status"] == 400
+
+
+@pytest.mark.parametrize("content", [b'"say \\"x\\": 1 and \\\\\\": too"', b'"C:\\\\dir\\\\"', b'"a" ', b'"\\u0022k\\u0022: 1"'])
+async def test_escaped_quotes_and_colons_in_strings_are_not_keys(gateway, content):
+    body = b'{' + _CHAT % content + b', "seed": 7}'
+    resp = await gateway.client.post("/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
+    assert resp.status == 200, await resp.text()
+    sent = orjson.loads(body)
+    assert gateway.upstream.received[-1]["body"]["messages"] == sent["messages"]
+
+
+async def test_a_string_longer_than_the_limit_is_named(aiohttp_client, fake_upstream, tmp_path):
+    text = gateway_yaml(fake_upstream.url, tmp_path / "traces.jsonl").replace(
+        "max_body_bytes: 200000", "max_body_bytes: 200000, max_string_chars: 100")
+    client = await aiohttp_client(create_app(load_config_text(text, env={})), server_kwargs={"host": "127.0.0.1"})
+    for body, where in [(b'{' + _CHAT % (b'"' + b"x" * 150 + b'"') + b'}', "messages.0.content"),
+                        (b'{' + _CHAT % b'"hi"' + b', "metadata": {"' + b"k" * 150 + b'": 1}}', "a key")]:
+        resp = await client.post("/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})
+        payload = await resp.json()
+        assert resp.status == 400 and where in payload["error"]["message"], payload
+    assert not fake_upstream.received
