@@ -2,11 +2,13 @@
 
 ``find_secrets(text)`` returns sorted, non-overlapping :class:`Finding` spans. Two passes:
 
-1. ``_PREFILTER`` — one compiled alternation whose every branch *starts with a rare character*
-   (``-``, ``_``, ``:``, ``/``, ``J``, ``K``, ``S``, ``z``) and checks the provider prefix with a
-   look-behind. CPython's ``re`` then skips to those characters with its first-character set, so
-   text with no candidate costs a few µs per KB. (A plain ``sk-|AKIA|hf_|...`` alternation stops
-   at every ``s``, ``a``, ``h`` ... and is 5x slower.)
+1. ``_TRIGGERS`` — one small pattern per *rare trigger character* (``-``, ``_``, ``:``, ``/``,
+   ``J``, ``K``, ``S``, ``z``), starting with it and checking the provider prefix with a
+   look-behind. CPython's ``re`` skips to a literal first character with a plain C loop, and a
+   trigger absent from the text is not scanned for, so text with no candidate costs ~1 µs per KB.
+   (One alternation of them all scans with a first-character set, 6x slower per character; a
+   plain ``sk-|AKIA|hf_|...`` alternation stops at every ``s``, ``a``, ``h`` ... and is slower
+   still.)
 2. ``_TOKENS`` — the full formats, matched only where a candidate's word starts, then per-kind checks
    (placeholder words, a light entropy floor for loose formats, the JWT header, the PEM body, the
    URL password).
@@ -25,7 +27,9 @@ import binascii
 import json
 import math
 import re
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from wardgate.detect.findings import Finding
@@ -51,27 +55,30 @@ SECRET_ENTITIES: frozenset[str] = frozenset(
     }
 )
 
-# Each branch begins with one literal so the compiled pattern gets a first-character set; a
-# look-behind then confirms the prefix. Fixed-width look-behinds are grouped by width.
-_PREFILTER = re.compile(
-    r"""
-    -(?<=sk-)
-    |-(?<=xox[a-z]-|xapp-)
-    |-(?<=gl[a-z]{2}-)|-(?<=gl[a-z]{3}-)|-(?<=gl[a-z]{4}-)|-(?<=gl[a-z]{5}-)
-    |-----BEGIN
-    |_(?<=sk_|rk_|hf_)
-    |_(?<=gh[pousr]_|npm_|org_)
-    |_(?<=whsec_|ecret_|ECRET_)
-    |_(?<=github_)
-    |://[^\s/?#@:"'<>]*:[^\s/?#@"'<>]+@
-    |/(?<=hooks\.slack\.com/)
-    |J(?<=eyJ)
-    |K(?<=AK)IA|S(?<=AS)IA
-    |z(?<=AIz)a
-    |K(?<=tAccessK)
-    """,
-    re.VERBOSE,
+# One pattern per trigger character, each beginning with that literal: CPython's ``re`` finds a
+# literal first character with a plain C loop (~0.7 ns a character) where a first-character
+# *set* costs ~6 ns a character, and a character absent from the text (``in``: memchr) skips its
+# pattern altogether. A look-behind then confirms the provider prefix; fixed-width look-behinds
+# are grouped by width. (The literal comes first, outside any alternation: a literal in every
+# branch is not seen as a prefix.)
+_TRIGGERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (pattern[0], re.compile(pattern, re.VERBOSE))
+    for pattern in (
+        r"""-(?:(?<=sk-)|(?<=xox[a-z]-|xapp-)
+               |(?<=gl[a-z]{2}-)|(?<=gl[a-z]{3}-)|(?<=gl[a-z]{4}-)|(?<=gl[a-z]{5}-)
+               |----BEGIN)""",
+        r"""_(?:(?<=sk_|rk_|hf_)|(?<=gh[pousr]_|npm_|org_)|(?<=whsec_|ecret_|ECRET_)|(?<=github_))""",
+        r"""://[^\s/?#@:"'<>]*:[^\s/?#@"'<>]+@""",
+        r"/(?<=hooks\.slack\.com/)",
+        r"J(?<=eyJ)",
+        r"K(?:(?<=AK)IA|(?<=tAccessK))",
+        r"S(?<=AS)IA",
+        r"z(?<=AIz)a",
+    )
 )
+# All triggers in one alternation: one call, cheaper for a short text than eight.
+_PREFILTER = re.compile("|".join(f"(?:{t.pattern})" for _, t in _TRIGGERS), re.VERBOSE)
+_SHORT = 2048  # below this (characters), the combined pattern is cheaper
 
 _B = r"(?![A-Za-z0-9])"  # right edge of a fixed-length token
 _TOKENS = re.compile(
@@ -122,9 +129,9 @@ _TRAILING_PUNCT = ".,;:!?)]}'\""
 def find_secrets(text: str) -> list[Finding]:
     """Return the provider keys and credentials in ``text``, sorted and non-overlapping."""
     findings: list[Finding] = []
+    next_hit = _short_hits(text) if len(text) < _SHORT else _long_hits(text)
     pos = 0
-    while (hit := _PREFILTER.search(text, pos)) is not None:
-        h = hit.start()
+    while (h := next_hit(pos)) != -1:
         # the token starts where the word holding the hit starts (``sk`` of ``sk-``, ``A`` of
         # ``AKIA``, ``aws`` of ``aws_secret_access_key``); URLs are matched from ``://``
         word = _WORD_BEFORE.search(text, max(0, h - _PREFIX_LEN), h)
@@ -140,6 +147,31 @@ def find_secrets(text: str) -> list[Finding]:
         else:
             pos = h + 1
     return findings
+
+
+def _short_hits(text: str) -> Callable[[int], int]:
+    """The first trigger at or after a position, by one scan with the combined pattern."""
+
+    def next_hit(pos: int) -> int:
+        m = _PREFILTER.search(text, pos)
+        return -1 if m is None else m.start()
+
+    return next_hit
+
+
+def _long_hits(text: str) -> Callable[[int], int]:
+    """The first trigger at or after a position, from every trigger's positions found up front."""
+    hits: list[int] = []
+    for char, trigger in _TRIGGERS:
+        if (first := text.find(char)) != -1:
+            hits.extend(m.start() for m in trigger.finditer(text, first))
+    hits.sort()
+
+    def next_hit(pos: int) -> int:
+        i = bisect_left(hits, pos)
+        return hits[i] if i < len(hits) else -1
+
+    return next_hit
 
 
 def _accept(text: str, m: re.Match[str]) -> Finding | None:
