@@ -345,7 +345,7 @@ _DIGITS = "0123456789"
 # The most non-digit characters between two digits of one entity: " - (" in a phone number
 # ("555 - (12) 3456"); a phone extension (" ext. 12") is read past a cluster's end, never joined.
 _GAP = 4
-_SHORT = 256  # below this, each finder scans the whole text: cheaper than finding clusters
+_SHORT = 128  # below this, each finder scans the whole text: cheaper than finding clusters
 _DENSE = 14  # one digit in this many characters or more: the whole text is one window
 # Fewest digits a cluster needs for each finder to accept something in it.
 _MIN_CARD, _MIN_SSN, _MIN_PHONE, _MIN_IPV4, _MIN_IBAN = 12, 9, 8, 4, 2
