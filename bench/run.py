@@ -1,11 +1,15 @@
 """The benchmark: one command starts everything on loopback, measures, prints a table, stops it all.
 
     .venv/bin/python bench/run.py [--quick] [--scenario NAME ...] [--target NAME ...] [--duration S]
+                                  [--litellm PATH]
 
 A fake upstream (and a private Redis when a config needs one) run for the whole session; each proxy
 under test is started in turn (the passthrough baseline first), takes every scenario, and is stopped.
 On a machine with 2+ cores the proxy under test is pinned to core 0 and everything else (upstream,
 Redis, load generator, this script) to the other cores, so the proxy's figures are its own.
+
+When a LiteLLM proxy is installed (in a venv of its own: `--litellm`, `WARDGATE_BENCH_LITELLM`, or
+/work/litellm-venv/bin/litellm), the `litellm` target runs it the same way with `litellm/config.yaml`.
 """
 
 from __future__ import annotations
@@ -43,9 +47,12 @@ _HERE = Path(__file__).resolve().parent
 @dataclass(frozen=True, slots=True)
 class Target:
     name: str
-    config: str | None  # None: the passthrough
+    config: str | None  # under configs/ (wardgate) or bench/ (litellm); None: the passthrough
     workers: int = 1
     pinned: bool = True
+    kind: str = "wardgate"  # wardgate | passthrough | litellm
+    scenarios: tuple[str, ...] | None = None
+    """The scenarios this target takes (None: all of them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +65,19 @@ class Scenario:
     bodies: str = "chat"  # chat | agent | mix
 
 
+# LiteLLM serves ~40 req/s on one core here (~7 streams/s), so each of 64+ clients gets only one to
+# three answers per 10 s cell: stream64 and slow256 (p50 4 s and 2.5 s) would time the cell's edges,
+# and agent would never get past the conversation's first small rounds. It takes the two that measure it.
+LITELLM_SCENARIOS = ("chat64", "mix")
 TARGETS = (
-    Target("passthrough", None),
+    Target("passthrough", None, kind="passthrough"),
     Target("routing", "routing.yaml"),
     Target("guards", "guards.yaml"),
     Target("guards+mem+jsonl", "guards-memory.yaml"),
     Target("guards+redis+jsonl", "guards-redis.yaml"),
+    Target("litellm", "litellm/config.yaml", kind="litellm", scenarios=LITELLM_SCENARIOS),
 )
+_LITELLM_DEFAULT = Path("/work/litellm-venv/bin/litellm")
 SCENARIOS = (
     Scenario("chat64", "64 concurrent non-streaming 1 KB chats", "gpt-4o-mini", 64),
     Scenario("stream64", "64 concurrent streaming 1 KB chats, 20 events 2 ms apart", "bench-paced", 64, stream=True),
@@ -162,15 +175,15 @@ class Procs:
             self.stop(name)
 
     def start(self, name: str, cmd: list[str], port: int, env: dict[str, str], cores: str | None,
-              probe: str = "healthz") -> int:
+              probe: str = "/healthz", timeout_s: float = 30.0, cwd: str | None = None) -> int:
         if cores is not None:
             cmd = ["taskset", "-c", cores, *cmd]  # taskset execs: the pid is the program's own
         log = (self._logdir / f"{name.replace(' ', '_').replace('/', '_')}.log").open("wb")
         # preexec_fn is safe here: this script starts no threads.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                preexec_fn=_die_with_parent)  # noqa: PLW1509
+                                cwd=cwd, preexec_fn=_die_with_parent)  # noqa: PLW1509
         self._running[name] = proc
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{Path(log.name).read_text()[-2000:]}")
@@ -209,7 +222,7 @@ def _ready(port: int, probe: str) -> bool:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=1) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -264,14 +277,29 @@ def _run_cell(url: str, pid: int, scenario: Scenario, bodies: list[bytes], args:
     return result, per_req, peak / (1024 * 1024), other
 
 
-def _start_target(procs: Procs, target: Target, env: dict[str, str], pin: bool) -> tuple[int, str]:
+def _litellm_env(env: dict[str, str]) -> dict[str, str]:
+    """LiteLLM's environment: the fake upstream as api_base, and nothing that reaches for the internet."""
+    return {**env, "BENCH_LITELLM_API_BASE": env["BENCH_UPSTREAM"] + "/v1",
+            "LITELLM_TELEMETRY_DISABLED": "true",  # litellm/proxy/telemetry/settings.py (LITELLM_TELEMETRY_*)
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # the bundled cost map, no fetch from GitHub at start
+
+
+def _start_target(procs: Procs, target: Target, env: dict[str, str], args: argparse.Namespace) -> tuple[int, str]:
     port = free_port()
-    if target.config is None:
+    cores = "0" if args.pin and target.pinned else None
+    if target.kind == "litellm":
+        # cwd: the temporary directory, so LiteLLM's python-dotenv finds no stray .env; one uvicorn worker.
+        cmd = [str(args.litellm), "--config", str(_HERE / target.config), "--host", "127.0.0.1", "--port", str(port),
+               "--num_workers", str(target.workers)]
+        pid = procs.start(target.name, cmd, port, env=_litellm_env(env), cores=cores, probe="/health/liveliness",
+                          timeout_s=180, cwd=env["BENCH_TMP"])
+        return pid, f"http://127.0.0.1:{port}/v1/chat/completions"
+    if target.kind == "passthrough":
         cmd = [sys.executable, str(_HERE / "passthrough.py"), "--port", str(port), "--upstream", env["BENCH_UPSTREAM"]]
     else:
         cmd = [sys.executable, "-m", "wardgate", "serve", "--config", str(_HERE / "configs" / target.config),
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(target.workers), "--log-level", "warning"]
-    pid = procs.start(target.name, cmd, port, env=env, cores="0" if pin and target.pinned else None)
+    pid = procs.start(target.name, cmd, port, env=env, cores=cores)
     return pid, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
@@ -320,7 +348,11 @@ def _run_target(procs: Procs, target: Target, scenarios: list[Scenario], bodies:
     offsets: dict[int, int] = {}
     for old in traces.parent.glob(traces.name + "*"):
         old.unlink()  # the previous target's records
-    pid, url = _start_target(procs, target, env, args.pin)
+    scenarios = [s for s in scenarios if target.scenarios is None or s.name in target.scenarios]
+    if not scenarios:
+        print(f"  {target.name}: takes only {', '.join(target.scenarios or ())} (bench/README.md): skipped", flush=True)
+        return
+    pid, url = _start_target(procs, target, env, args)
     try:
         for scenario in scenarios:
             problem = _check(url, bodies[scenario.name][0])
@@ -370,6 +402,44 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def versus_litellm(rows: list[Row]) -> str:
+    """wardgate with every guardrail on against LiteLLM, per scenario both took in this run."""
+    by = {(row.scenario, row.target): row for row in rows}
+    lines = []
+    for scenario in dict.fromkeys(row.scenario for row in rows):
+        guards, litellm = by.get((scenario, "guards")), by.get((scenario, "litellm"))
+        if guards is None or litellm is None or not litellm.result.rps:
+            continue
+        line = (f"{scenario}: wardgate guards {guards.result.rps:.0f} req/s ÷ litellm {litellm.result.rps:.0f} req/s "
+                f"= {guards.result.rps / litellm.result.rps:.1f}×")
+        if guards.cpu_ms_per_req > 0 and litellm.cpu_ms_per_req > 0:  # less disturbed by other load
+            line += (f" (CPU ms/req {litellm.cpu_ms_per_req:.2f} ÷ {guards.cpu_ms_per_req:.2f} "
+                     f"= {litellm.cpu_ms_per_req / guards.cpu_ms_per_req:.1f}×)")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _litellm_path(option: str | None) -> Path | None:
+    """The LiteLLM executable to bench: --litellm, else $WARDGATE_BENCH_LITELLM, else the default venv's."""
+    value = option or os.environ.get("WARDGATE_BENCH_LITELLM")
+    path = Path(value) if value else _LITELLM_DEFAULT
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    found = shutil.which(value) if value else None  # a bare command name on PATH
+    return Path(found) if found else None
+
+
+def _litellm_version(path: Path) -> str:
+    """The installed litellm package's version, from the python next to the executable (no litellm import)."""
+    python = path.parent / "python"
+    try:
+        out = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+                             capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown version"
+    return out.stdout.strip()
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="wardgate benchmark (see bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="1 s per cell after 1 s warm-up: a smoke run, < 2 min")
@@ -381,7 +451,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin processes to cores")
     parser.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/injection-dev.jsonl"))
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--litellm", metavar="PATH", help="the LiteLLM proxy executable for the litellm target "
+                        f"(default: $WARDGATE_BENCH_LITELLM, else {_LITELLM_DEFAULT} when it exists)")
     args = parser.parse_args(argv)
+    args.litellm = _litellm_path(args.litellm)
     args.duration = args.duration or (1.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     if args.driver == "auto":
@@ -400,7 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {c for c in cores if c != 0})
     names = args.scenario or [s.name for s in SCENARIOS] + ["workers"]
     scenarios = [s for s in SCENARIOS if s.name in names]
-    targets = [t for t in TARGETS if args.target is None or t.name in args.target or t.config is None]
+    targets = [t for t in TARGETS if args.target is None or t.name in args.target or t.kind == "passthrough"]
+    if args.litellm is None and any(t.kind == "litellm" for t in targets):
+        print(f"note: no LiteLLM executable (--litellm, WARDGATE_BENCH_LITELLM, {_LITELLM_DEFAULT}): "
+              "the litellm target is skipped", flush=True)
+        targets = [t for t in targets if t.kind != "litellm"]
+    elif any(t.kind == "litellm" for t in targets):
+        print(f"litellm: {args.litellm} ({_litellm_version(args.litellm)}), one worker, bench/litellm/config.yaml",
+              flush=True)
     with_workers = [*scenarios, WORKER_SCENARIO] if "workers" in names else scenarios
     bodies = {s.name: _bodies(s, args.corpus) for s in with_workers}
     print(f"driver: {args.driver}; pinning: {'proxy on core 0, the rest on ' + others if args.pin else 'none'}; "
@@ -425,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             for target in WORKER_TARGETS:
                 _run_target(procs, target, [WORKER_SCENARIO], bodies, env, args, rows)
     print(f"\n{table(rows)}\n\nwall time {time.monotonic() - started:.0f} s", flush=True)
+    if against := versus_litellm(rows):
+        print(f"\n{against}", flush=True)
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), "rps": r.result.rps} for r in rows], indent=2))
     return 0
