@@ -11,7 +11,6 @@ is flagged likewise. Flags never block (issue 5); they are verdicts with ``Actio
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -40,10 +39,16 @@ class _Series:
         if self.stale < every:
             return
         self.stale = 0
-        ordered = sorted(self.values)
-        self.median = statistics.median(ordered)
-        mad = statistics.median(abs(v - self.median) for v in ordered)
+        self.median = _median(sorted(self.values))
+        centre = self.median
+        mad = _median(sorted([abs(v - centre) for v in self.values]))
         self.scale = max(mad * _MAD_TO_SIGMA, 0.05 * abs(self.median), _MIN_SCALE[figure])
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
 @dataclass(slots=True)
