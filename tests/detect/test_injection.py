@@ -15,12 +15,12 @@ from wardgate.detect.injection import (
     HeuristicScorer,
     InjectionResult,
     InjectionScorer,
-    _vocabulary,
     score_injection,
 )
 from wardgate.detect.injection_rules import RULES
 from wardgate.detect.literal_starts import first_match as _first_match
 from wardgate.detect.literal_starts import literal_starts as _starts
+from wardgate.detect.prefilter import vocabulary
 
 _CORPUS = corpus("injection-dev.jsonl")
 
@@ -204,10 +204,10 @@ _PROBES = [
 def test_anchored_match_agrees_with_search_for_every_rule(text):
     scorer = HeuristicScorer()
     for view in (text, text.lower()):
-        _words, stems, ascii_view = _vocabulary(view)
+        stems = vocabulary(view).stems
         offsets: dict = {}
         for rule, starts in zip(RULES, scorer._starts):
-            fast = _first_match(rule.pattern, view, starts, offsets, stems if ascii_view else None)
+            fast = _first_match(rule.pattern, view, starts, offsets, stems)
             slow = rule.pattern.search(view)
             assert (fast and fast.span()) == (slow and slow.span()), rule.pattern.pattern
 

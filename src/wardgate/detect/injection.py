@@ -24,6 +24,7 @@ from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
 from wardgate.detect.literal_starts import first_match as _first_match
 from wardgate.detect.literal_starts import literal_starts as _starts
 from wardgate.detect.normalize import fold_case, fold_leetspeak, normalize
+from wardgate.detect.prefilter import Atom, Clause, Gate, Vocabulary, literal_atom, required_clauses, vocabulary
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -95,38 +96,21 @@ class HeuristicScorer:
     """The built-in scorer: pure, no model, no I/O; safe to share between requests."""
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
-        # Gating: a view is split once into words; a rule none of whose needles can be present
-        # is skipped without running its regex. A one-word needle of five letters or more is a
-        # stem (matched on the words' first five letters: "ignor" for ignore/ignoring/ignorez), a
-        # shorter one a whole word; a phrase is keyed by its least common word. Needles that are
-        # not plain words (punctuation, CJK) are looked up as substrings.
-        words: dict[str, list[int]] = {}
-        stems: dict[str, list[int]] = {}
-        subs: dict[str, list[int]] = {}
-        for position, rule in enumerate(rules):
-            for needle in rule.needles:
-                key = _word_key(needle)
-                table = subs if key is None else stems if key.startswith("*") else words
-                table.setdefault(needle if key is None else key.lstrip("*"), []).append(position)
+        # Gating: each rule runs only on a text that holds the words every match of its regex
+        # holds (read from the pattern, see prefilter.py) and one of its declared needles.
+        # Deciding that costs one split of the text into words and two set intersections,
+        # whatever the number of rules; most rules never run on ordinary text.
         self._rules = rules
-        self._words = {key: tuple(positions) for key, positions in words.items()}
-        self._stems = {key: tuple(positions) for key, positions in stems.items()}
-        self._subs = {key: tuple(positions) for key, positions in subs.items()}
-        self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
-        # Substring needles grouped by their first punctuation character: one cheap character
-        # test skips a whole group (most text has no "<|", "[system" or "{{"). An ASCII view
-        # (nearly all text) skips the groups of CJK, Arabic or emoji needles outright.
-        groups: dict[str, list[str]] = {}
-        for needle in sorted(subs):
-            trigger = next((c for c in needle if not c.isalnum() and c != " "), needle[0])
-            groups.setdefault(trigger, []).append(needle)
-        self._groups = tuple((trigger, tuple(needles), _any_of(trigger, needles)) for trigger, needles in groups.items())
-        self._ascii_groups = tuple(g for g in self._groups if all(needle.isascii() for needle in g[1]))
+        self._gate = Gate([_requirement(rule) for rule in rules])
+        # Rules this weak for the role cannot move a verdict: not worth running their regex.
+        self._by_role = {
+            tool: [position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE]
+            for tool in (False, True)
+        }
         # re.search tries a pattern that does not open with a literal at every position (~20 µs
         # per KB each). Every match of a rule starts with one of its literal prefixes, so the rule
         # is instead tried with .match() where str.find (a C scan) sees one of them.
         self._starts = tuple(_starts(rule.pattern) for rule in rules)
-        self._weights = tuple((rule.user, rule.tool) for rule in rules)
 
     def score(self, text: str, role: str = "user") -> InjectionResult:
         tool = role == "tool"
@@ -134,24 +118,25 @@ class HeuristicScorer:
         signals = list(norm.signals)
         fired: dict[Rule, None] = {}  # insertion-ordered set
 
-        vocabulary = _vocabulary(norm.text)
-        leeted = False
-        for window in _windows(norm.text):
-            # Rules are local (bounded word gaps), so a long text is matched window by window: the
-            # cost stays linear in its length, and overlapping windows keep every match whole.
-            self._scan(window, fired, tool, vocabulary if window is norm.text else _vocabulary(window))
-            leet = fold_leetspeak(window)
-            if leet is not None and leet != window and self._scan(leet, fired, tool):
+        leeted = asks_decoding = False
+        regions = _regions(norm.text)
+        for vocab in regions:
+            # Rules are local (bounded word gaps), so a long text is matched region by region:
+            # the cost stays linear in its length, and overlapping regions keep every match whole.
+            self._scan(vocab, fired, tool)
+            leet = fold_leetspeak(vocab.view)
+            if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool):
                 leeted = True
+            asks_decoding = asks_decoding or bool(_DECODE_GATE.passing(vocab, [0]))
         if norm.hidden:
-            self._scan(norm.hidden, fired, tool)
+            self._scan(vocabulary(norm.hidden), fired, tool)
         if leeted:
             signals.append("leetspeak")
 
-        stems = vocabulary[1] if vocabulary[2] else None
-        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals, stems)
+        stems = regions[0].stems if len(regions) == 1 else None
+        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals, stems, asks_decoding)
         for blob in decoded:
-            if self._scan(fold_case(blob.text), fired, tool):
+            if self._scan(vocabulary(fold_case(blob.text)), fired, tool):
                 signals.append(f"{blob.encoding}_decoded")
 
         families: dict[str, float] = {}
@@ -170,42 +155,27 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, view: str, fired: dict[Rule, None], tool: bool,
-              vocabulary: tuple[set[str], set[str], bool] | None = None) -> bool:
-        """Add the rules that match ``view`` to ``fired``; True if any rule was new."""
-        words, stems, ascii_view = vocabulary or _vocabulary(view)
-        groups = self._ascii_groups if ascii_view else self._groups
-        candidates: set[int] = set()
-        for key in self._word_keys.intersection(words):
-            candidates.update(self._words[key])
-        for key in self._stem_keys.intersection(stems):
-            candidates.update(self._stems[key])
-        for trigger, needles, any_of in groups:
-            # "(" or ":" is in most text: one regex scan tells whether any needle of the group is.
-            if trigger in view and any_of.search(view):
-                for needle in needles:
-                    if needle in view:
-                        candidates.update(self._subs[needle])
+    def _scan(self, vocab: Vocabulary, fired: dict[Rule, None], tool: bool) -> bool:
+        """Add the rules that match ``vocab.view`` to ``fired``; True if any rule was new."""
+        among = self._by_role[tool]
+        if fired:
+            among = [position for position in among if self._rules[position] not in fired]
         new = False
-        role = 1 if tool else 0
+        view = vocab.view
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
-        # Stems only vouch for word starts in an ASCII view: elsewhere "“ignore" is one token.
         offsets: dict[str, list[int] | None] = {}
-        known = stems if ascii_view else None
-        for position in sorted(candidates):
+        for position in self._gate.passing(vocab, among):
             rule = self._rules[position]
-            if rule in fired or self._weights[position][role] < _NEGLIGIBLE:
-                continue
-            if _first_match(rule.pattern, view, self._starts[position], offsets, known) is not None:
+            if _first_match(rule.pattern, view, self._starts[position], offsets, vocab.stems) is not None:
                 fired[rule] = None
                 new = True
         return new
 
     def _decode(self, folded: str, clean: str, hidden: str, signals: list[str],
-                stems: set[str] | None) -> tuple[float, list[DecodedBlob]]:
+                stems: set[str] | None, asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
         decoded = list(decode_blobs(clean))
-        request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems)
+        request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems) if asks_decoding else None
         asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
@@ -234,60 +204,73 @@ class HeuristicScorer:
         return 0.0, decoded
 
 
-_NON_LETTER_UTF8 = bytes(c if c >= 0x80 or chr(c).isalpha() else 0x20 for c in range(256))
-_NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _COMMON_WORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
+_BLOCK = 2048  # a region is two consecutive blocks: longer than any rule's match
+_CUT_REACH = 512
 
 
-_WINDOW = 4096
-_OVERLAP = 1024  # longer than any rule's match: its word gaps are bounded well below this
+def _regions(text: str) -> list[Vocabulary]:
+    """``text`` as overlapping regions, each the words of two consecutive blocks.
 
-
-def _windows(text: str) -> list[str]:
-    if len(text) <= _WINDOW:
-        return [text]
-    step = _WINDOW - _OVERLAP
-    return [text[start : start + _WINDOW] for start in range(0, len(text) - _OVERLAP, step)]
-
-
-def _vocabulary(view: str) -> tuple[set[str], set[str], bool]:
-    """The words of ``view`` (letter runs), their five-letter stems, and whether it is ASCII."""
-    ascii_view = view.isascii()
-    if ascii_view:
-        # bytes.translate is a C table lookup; str.translate with a dict is ten times slower.
-        words = set(view.encode("ascii").translate(_NON_LETTER_BYTES).decode("ascii").split())
-    else:
-        # The same map over UTF-8 bytes: it leaves every byte of a multi-byte character alone.
-        raw = view.encode("utf-8", "surrogatepass").translate(_NON_LETTER_UTF8)
-        words = set(raw.decode("utf-8", "surrogatepass").split())
-    return words, {word[:5] for word in words if len(word) > 4}, ascii_view
-
-
-def _any_of(trigger: str, needles: list[str]) -> re.Pattern[str]:
-    """A pattern that finds any of ``needles`` (each holding ``trigger``) starting from the trigger.
-
-    Opening on a literal lets re skip to each trigger in C; the rest of each needle is checked
-    by a lookbehind and a lookahead around it.
+    Each block is split into words once; a region's vocabulary is the union of its two blocks'.
+    Blocks end after a separator, so no word is cut in two and every match shorter than a block
+    lies whole in some region.
     """
-    around = []
-    for needle in needles:
-        cut = needle.index(trigger) + 1
-        before, after = needle[:cut], needle[cut:]
-        around.append((f"(?<={re.escape(before)})" if len(before) > 1 else "") + (f"(?={re.escape(after)})" if after else ""))
-    return re.compile(f"{re.escape(trigger)}(?:{'|'.join(around)})")
+    if len(text) <= 2 * _BLOCK:
+        return [vocabulary(text)]
+    cuts = [0]
+    while len(text) - cuts[-1] > _BLOCK:
+        cuts.append(_cut(text, cuts[-1] + _BLOCK))
+    cuts.append(len(text))
+    blocks = [vocabulary(text[start:end]) for start, end in zip(cuts, cuts[1:])]
+    return [first.joined(second, text[cuts[i] : cuts[i + 2]]) for i, (first, second) in enumerate(zip(blocks, blocks[1:]))]
+
+
+def _cut(text: str, at: int) -> int:
+    """Where to end a block near ``at``: after a line break or a space, else after any non-letter."""
+    low = at - _CUT_REACH
+    for separator in ("\n", " "):
+        found = text.rfind(separator, low, at)
+        if found >= 0:
+            return found + 1
+    for i in range(at - 1, low - 1, -1):
+        if not text[i].isalpha():
+            return i + 1
+    return at
+
+
+def _requirement(rule: Rule) -> tuple[Clause, ...]:
+    """What a text must hold for ``rule`` to run: its pattern's words and one of its needles."""
+    needles = frozenset(_needle_atom(needle) for needle in rule.needles)
+    # A needle that is not a word ("# system", "exec(") still holds one: test that first.
+    letters = frozenset(atom if atom[0] != "R" else literal_atom(atom[1]) for atom in needles)
+    prerequisite = (letters,) if None not in letters and letters != needles else ()
+    return (*required_clauses(rule.pattern), *prerequisite, needles)
+
+
+def _needle_atom(needle: str) -> Atom:
+    """A needle as a vocabulary test: a word, a five-letter stem, or a plain substring (``R``)."""
+    key = _word_key(needle)
+    if key is None:
+        return ("R", needle)
+    if key.startswith("*"):
+        return ("S", key[1:])
+    return ("W", key)
 
 
 def _word_key(needle: str) -> str | None:
     """The word-prefix key standing for ``needle``, or None when it must be a substring lookup.
 
-    A multi-word needle is keyed by its longest word: looser than the phrase, never stricter.
+    A one-word needle of five letters or more is a stem ("*ignor" for ignore/ignoring/ignorez), a
+    shorter one a whole word ("=allowed": the exact word, not the stem "allow"); a multi-word
+    needle is keyed by its longest uncommon word: looser than the phrase, never stricter.
     """
     if not _WORD_NEEDLE.fullmatch(needle) or not needle.strip():
         return None
-    if needle.startswith("="):  # "=allowed": the exact word, not the stem "allow"
+    if needle.startswith("="):
         return needle[1:]
     words = needle.split()
     if len(words) == 1:
@@ -296,6 +279,7 @@ def _word_key(needle: str) -> str | None:
 
 
 _DECODE_STARTS = _starts(_DECODE_REQUEST)
+_DECODE_GATE = Gate([required_clauses(_DECODE_REQUEST)])
 _SHARED = HeuristicScorer()
 
 

@@ -1,0 +1,451 @@
+"""Which words a match of a regex must contain: a gate that skips most rules without running them.
+
+Read from the stdlib's parse tree (the technique of RE2's prefilter and of Google Code Search):
+every match of ``\\bignor\\w*\\W+(?:all\\s+)?(?:previous|prior)\\s+instructions`` holds a word
+starting with ``ignor``, the word ``previous`` or ``prior``, and a word starting with ``instr``.
+Such a requirement is an AND of clauses, each an OR of *atoms* over the text's words:
+
+- ``("W", "previous")`` the exact word is in the text;
+- ``("S", "ignor")`` a word starts with these five letters (its stem);
+- ``("T", "ignore all")`` the letters-and-single-spaces form of the text holds the string;
+- ``("R", "<|")`` the text itself holds the string (declared needles that are not words).
+
+A word here is a maximal run of letters; every other character is a separator. So one split of a
+text into words (a C-speed ``bytes.translate`` and ``split``) and two set intersections tell
+which clauses hold, and a rule runs only when all of its clauses do. The gate is exact in one
+direction: a text that the regex matches always passes it (tests check this on the corpus).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
+
+__all__ = ["Atom", "Clause", "Gate", "Vocabulary", "literal_atom", "required_clauses", "vocabulary"]
+
+Atom = tuple[str, str]
+Clause = frozenset[Atom]
+
+_EXACT_MAX = 64  # past this many alternative strings an exact set becomes one OR clause
+_COMMON = frozenset(
+    "a an and any are as at be by do for from i if in is it its me my no not of on or our so that the their "
+    "them then there these they this to was we were what when which will with you your".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Info:
+    """What a piece of a pattern matches: exactly one of ``exact`` (letters, " " for any
+    separator run) or, when ``exact`` is None, an AND of clauses (empty: anything)."""
+
+    exact: frozenset[str] | None
+    clauses: tuple[frozenset[str], ...] = ()
+
+
+_ANY = _Info(None)
+_SEP = _Info(frozenset({" "}))
+_EMPTY = _Info(frozenset({""}))
+_SEP_CATEGORIES = frozenset({_sre.CATEGORY_SPACE, _sre.CATEGORY_DIGIT, _sre.CATEGORY_NOT_WORD, _sre.CATEGORY_LINEBREAK})
+
+
+def required_clauses(pattern: re.Pattern[str]) -> tuple[Clause, ...]:
+    """Clauses (each an OR of atoms) that every match of ``pattern`` satisfies; () if unknown."""
+    if pattern.flags & re.IGNORECASE:
+        return ()
+    try:
+        info = _seq(list(_sre.parse(pattern.pattern, pattern.flags)), False, False)
+    except (TypeError, ValueError, AttributeError, IndexError, RecursionError):  # a future parser
+        return ()
+    clauses = info.clauses if info.exact is None else _clause(info.exact)
+    out = []
+    for strings in clauses:
+        atoms = [_atom(s) for s in strings]
+        if all(atom is not None for atom in atoms):
+            out.append(frozenset(atoms))
+    return tuple(dict.fromkeys(out))
+
+
+def literal_atom(literal: str) -> Atom | None:
+    """The vocabulary test that a text holding ``literal`` passes, None if none says anything."""
+    letters = "".join(c if c.isalpha() else " " for c in literal.lower())
+    return _atom(_norm(letters))
+
+
+def _norm(s: str) -> str:
+    while "  " in s:
+        s = s.replace("  ", " ")
+    return s
+
+
+def _clause(strings: frozenset[str] | set[str]) -> tuple[frozenset[str], ...]:
+    """The exact set as one OR clause, or nothing when one of its strings holds no letter."""
+    if not strings or any(not s.strip() for s in strings):
+        return ()
+    return (frozenset(strings),)
+
+
+def _seq(items: list, lead: bool, trail: bool) -> _Info:
+    """A sequence; ``lead``/``trail``: the characters just before / after it are separators."""
+    clauses: list[frozenset[str]] = []
+    chain: set[str] = {" "} if lead else {""}
+    for i, (op, av) in enumerate(items):
+        before = all(s.endswith(" ") for s in chain)
+        info = _item(op, av, before, _starts_sep(items, i + 1, trail))
+        if info.exact is not None:
+            grown = {_norm(a + b) for a in chain for b in info.exact}
+            if len(grown) <= _EXACT_MAX:
+                chain = grown
+            else:
+                clauses += _clause(chain)
+                chain = set(info.exact)
+            continue
+        clauses += _clause(chain)
+        clauses += info.clauses
+        chain = {" "} if _ends_sep(op, av, before) else {""}
+    if trail:
+        chain = {_norm(s + " ") for s in chain}
+    if not clauses:
+        return _Info(frozenset(chain))
+    return _Info(None, tuple(clauses) + _clause(chain))
+
+
+def _item(op, av, lead: bool, trail: bool) -> _Info:  # noqa: C901 - one branch per node kind
+    if op is _sre.LITERAL:
+        char = chr(av)
+        return _Info(frozenset({char})) if char.isalpha() else _SEP
+    if op is _sre.IN:
+        kind = _class(av)
+        return _SEP if kind == " " else _ANY if kind is None else _Info(frozenset(kind))
+    if op is _sre.AT:
+        return _EMPTY if av in (_sre.AT_NON_BOUNDARY,) else _SEP
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return _EMPTY
+    if op is _sre.SUBPATTERN:
+        _group, add_flags, _del_flags, body = av
+        if add_flags & _sre.SRE_FLAG_IGNORECASE:
+            return _ANY
+        return _seq(list(body), lead, trail)
+    if op is _sre.BRANCH:
+        return _branch([_seq(list(alt), lead, trail) for alt in av[1]])
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
+        low, high, body = av
+        body = list(body)
+        if _seq(body, False, False).exact == {" "}:
+            return _SEP if low >= 1 else _Info(frozenset({"", " "}))
+        if low == 0:
+            once = _seq(body, lead, trail) if high == 1 else _ANY
+            return _Info(once.exact | {""}) if once.exact is not None else _ANY
+        once = _seq(body, lead, trail if high == 1 else False)
+        if high == 1 or once.exact is None:
+            return once
+        return _Info(None, _clause(once.exact))
+    return _ANY
+
+
+def _branch(infos: list[_Info]) -> _Info:
+    if all(info.exact is not None for info in infos):
+        union = frozenset().union(*(info.exact for info in infos))
+        if len(union) <= _EXACT_MAX:
+            return _Info(union)
+    either: set[str] = set()
+    for info in infos:
+        clauses = _clause(info.exact) if info.exact is not None else info.clauses
+        if not clauses:
+            return _ANY
+        either |= max(clauses, key=_strength)
+    return _Info(None, (frozenset(either),))
+
+
+def _strength(clause: frozenset[str]) -> float:
+    """How rarely a clause holds: the weakest of its strings decides."""
+    return min(_atom_strength(s) for s in clause)
+
+
+def _class(av) -> str | set[str] | None:
+    """" " for a class of separators only, a small set of letters, or None."""
+    letters: set[str] = set()
+    seps = False
+    for kind, value in av:
+        if kind is _sre.LITERAL:
+            if chr(value).isalpha():
+                letters.add(chr(value))
+            else:
+                seps = True
+        elif kind is _sre.CATEGORY and value in _SEP_CATEGORIES:
+            seps = True
+        elif kind is _sre.RANGE and value[1] - value[0] < 0x3000:
+            chars = [chr(c) for c in range(value[0], value[1] + 1)]
+            if any(c.isalpha() for c in chars):
+                letters.update(c for c in chars if c.isalpha())
+                seps = seps or not all(c.isalpha() for c in chars)
+            else:
+                seps = True
+        else:
+            return None
+    if not letters:
+        return " " if seps else None
+    return None if seps or len(letters) > 8 else letters
+
+
+def _starts_sep(items: list, i: int, trail: bool) -> bool:
+    """Whether what follows ``items[:i]`` (then ``trail``) begins with a separator."""
+    if i == len(items):
+        return trail
+    op, av = items[i]
+    rest = lambda: _starts_sep(items, i + 1, trail)  # noqa: E731
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT) or (op is _sre.AT and av is _sre.AT_NON_BOUNDARY):
+        return rest()
+    if op is _sre.AT:
+        return True
+    if op is _sre.LITERAL:
+        return not chr(av).isalpha()
+    if op is _sre.IN:
+        return _class(av) == " "
+    if op is _sre.SUBPATTERN:
+        return _starts_sep(list(av[3]), 0, rest())
+    if op is _sre.BRANCH:
+        after = rest()
+        return all(_starts_sep(list(alt), 0, after) for alt in av[1])
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
+        after = rest()
+        return _starts_sep(list(av[2]), 0, after) and (av[0] >= 1 or after)
+    return False
+
+
+def _ends_sep(op, av, lead: bool) -> bool:
+    """Whether an item's last character (the one before it, if it is empty) is a separator."""
+    if op is _sre.LITERAL:
+        return not chr(av).isalpha()
+    if op is _sre.IN:
+        return _class(av) == " "
+    if op is _sre.AT:
+        return lead if av is _sre.AT_NON_BOUNDARY else True
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return lead
+    if op is _sre.SUBPATTERN:
+        return _seq_ends(list(av[3]), lead)
+    if op is _sre.BRANCH:
+        return all(_seq_ends(list(alt), lead) for alt in av[1])
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT):
+        return _seq_ends(list(av[2]), False) and (av[0] >= 1 or lead)
+    return False
+
+
+def _seq_ends(items: list, lead: bool) -> bool:
+    if not items:
+        return lead
+    op, av = items[-1]
+    optional = op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] == 0
+    before = _seq_ends(items[:-1], lead) if len(items) > 1 else lead
+    return _ends_sep(op, av, before) and (not optional or before)
+
+
+def _atom(s: str) -> Atom | None:
+    """The cheapest sound test for a string of letters and separators, None if it says nothing."""
+    best = max(_atoms(s), key=lambda scored: scored[0], default=None)
+    return None if best is None else best[1]
+
+
+def _atom_strength(s: str) -> float:
+    return max((score for score, _atom in _atoms(s)), default=0.0)
+
+
+def _atoms(s: str) -> list[tuple[float, Atom]]:
+    parts = s.split(" ")
+    found: list[tuple[float, Atom]] = []
+    for i, part in enumerate(parts):
+        if not part:
+            continue
+        left, right = i > 0, i < len(parts) - 1
+        common = part in _COMMON
+        if left and right:
+            found.append((1.0 if common else len(part) + 3.0, ("W", part)))
+        elif left and len(part) >= 5:
+            found.append((5.0, ("S", part[:5])))
+    letters = len(s.replace(" ", ""))
+    if (letters >= 3 or (letters == 2 and not s.isascii())) and (not found or len(s.split()) > 1):
+        # A test of the whole string: a substring search, worth it only when it says more than a word.
+        found.append((min(letters, 4.5) - 0.5, ("T", s)))
+    return found
+
+
+@dataclass(slots=True)
+class Vocabulary:
+    """The words of one view (letter runs, lower case as the view is), their stems, lazy tests.
+
+    ``odd`` holds the view's distinct non-ASCII characters: an atom with one not among them
+    cannot hold, which saves a substring search over the whole view.
+    """
+
+    view: str
+    words: list[str]
+    word_set: set[str]
+    stems: set[str]
+    odd: frozenset[str]
+    _spaced: str | None = None
+    _marks: frozenset[int] | None = None
+
+    @property
+    def ascii(self) -> bool:
+        return not self.odd
+
+    def spaced(self) -> str:
+        """The view as its words joined by single spaces, padded: what ``T`` atoms are tested on."""
+        if self._spaced is None:
+            self._spaced = " " + " ".join(self.words) + " "
+        return self._spaced
+
+    def marks(self) -> frozenset[int]:
+        """The view's distinct ASCII punctuation characters (as bytes)."""
+        if self._marks is None:
+            self._marks = frozenset(self.view.encode("utf-8", "surrogatepass").translate(None, _NOT_MARKS))
+        return self._marks
+
+    def holds(self, atom: Atom) -> bool:
+        kind, key = atom
+        if kind == "W":
+            return key in self.word_set
+        if kind == "S":
+            return key in self.stems
+        if kind == "T" and " " in key:
+            return key in self.spaced()
+        return key in self.view  # a run of letters is one in the view too
+
+    def joined(self, other: Vocabulary, view: str) -> Vocabulary:
+        """The vocabulary of ``view``, made of this view followed by ``other``'s."""
+        return Vocabulary(view, self.words + other.words, self.word_set | other.word_set,
+                          self.stems | other.stems, self.odd | other.odd)
+
+
+_NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
+_NON_LETTER_UTF8 = bytes(c if c >= 0x80 or chr(c).isalpha() else 0x20 for c in range(256))
+_ASCII_BYTES = bytes(range(0x80))
+_NOT_MARKS = bytes(c for c in range(256) if c >= 0x80 or chr(c).isalnum() or chr(c).isspace())
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+_MAX_SEPARATORS = 32
+
+
+def vocabulary(view: str) -> Vocabulary:
+    """Split ``view`` into words: a C-speed byte translation and split, whatever the script."""
+    if view.isascii():
+        words = view.encode("ascii").translate(_NON_LETTER_BYTES).decode("ascii").split()
+        odd: frozenset[str] = frozenset()
+    else:
+        raw = view.encode("utf-8", "surrogatepass")
+        odd = frozenset(raw.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+        separators = [c for c in odd if not c.isalpha()]  # “quotes”, emoji, CJK punctuation
+        if len(separators) <= _MAX_SEPARATORS:
+            letters = view
+            for char in separators:
+                letters = letters.replace(char, " ")
+            if separators:
+                raw = letters.encode("utf-8", "surrogatepass")
+            words = raw.translate(_NON_LETTER_UTF8).decode("utf-8", "surrogatepass").split()
+        else:  # many distinct symbols: one regex pass instead of a replace per symbol
+            words = _LETTER_RUN.findall(view)
+    word_set = set(words)
+    return Vocabulary(view, words, word_set, {w[:5] for w in word_set if len(w) > 4}, odd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A substring test of a clause: skipped outright when the view lacks one of its characters."""
+
+    odd: frozenset[str]  # non-ASCII characters it needs
+    marks: frozenset[int]  # ASCII punctuation it needs
+    spaced: bool  # tested on the spaced form, not the view
+    literal: str | None
+    pattern: re.Pattern[str] | None  # several literals opening with one character: one C scan
+
+    def holds(self, vocab: Vocabulary) -> bool:
+        if not self.odd <= vocab.odd or (self.marks and not self.marks <= vocab.marks()):
+            return False
+        target = vocab.spaced() if self.spaced else vocab.view
+        return self.literal in target if self.pattern is None else self.pattern.search(target) is not None
+
+
+def _checks(atoms: list[Atom]) -> tuple[_Check, ...]:
+    groups: dict[tuple[bool, str], list[str]] = {}
+    for kind, key in atoms:
+        spaced = kind == "T" and " " in key  # a run of letters is one in the view too
+        groups.setdefault((spaced, key[0]), []).append(key)
+    checks = []
+    for (spaced, _first), keys in sorted(groups.items()):
+        odd = frozenset.intersection(*(frozenset(c for c in key if ord(c) > 0x7F) for key in keys))
+        marks = frozenset.intersection(*(frozenset(key.encode("utf-8").translate(None, _NOT_MARKS)) for key in keys))
+        if len(keys) >= 3:
+            pattern = re.compile("|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True)))
+            checks.append(_Check(odd, marks, spaced, None, pattern))
+        else:
+            checks += [_Check(frozenset(c for c in key if ord(c) > 0x7F),
+                              frozenset(key.encode("utf-8").translate(None, _NOT_MARKS)), spaced, key, None)
+                       for key in keys]
+    return tuple(checks)
+
+
+class Gate:
+    """Which of many requirements (each an AND of clauses) a vocabulary meets, for little more
+    than two set intersections: clauses are numbered once, and a word present marks every
+    clause it satisfies. Clauses with ``T``/``R`` atoms are tested only when they decide."""
+
+    def __init__(self, requirements: list[tuple[Clause, ...]]) -> None:
+        ids: dict[Clause, int] = {}
+        words: dict[str, list[int]] = {}
+        stems: dict[str, list[int]] = {}
+        slow: dict[int, tuple[tuple[frozenset[str], frozenset[int]] | None, tuple[_Check, ...]]] = {}
+        self._needs: list[tuple[frozenset[int], tuple[int, ...]]] = []
+        for clauses in requirements:
+            needed = []
+            for clause in clauses:
+                if clause not in ids:
+                    number = ids[clause] = len(ids)
+                    for kind, key in clause:
+                        if kind in ("W", "S"):
+                            (words if kind == "W" else stems).setdefault(key, []).append(number)
+                    lazy = sorted(atom for atom in clause if atom[0] in ("T", "R"))
+                    if lazy:
+                        checks = _checks(lazy)
+                        # Characters one of which the view must hold for any check to pass (None:
+                        # some check needs no rare character): one set test rejects the clause.
+                        keys = [check.odd or check.marks for check in checks]
+                        rare = None if not all(keys) else (
+                            frozenset(c for key in keys for c in key if isinstance(c, str)),
+                            frozenset(c for key in keys for c in key if isinstance(c, int)))
+                        slow[number] = (rare, checks)
+                needed.append(ids[clause])
+            self._needs.append((frozenset(n for n in needed if n not in slow), tuple(n for n in needed if n in slow)))
+        self._words = {key: tuple(numbers) for key, numbers in words.items()}
+        self._stems = {key: tuple(numbers) for key, numbers in stems.items()}
+        self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
+        self._slow = slow
+
+    def passing(self, vocab: Vocabulary, among: list[int]) -> list[int]:
+        """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
+        met: set[int] = set()
+        for key in self._word_keys.intersection(vocab.word_set):
+            met.update(self._words[key])
+        for key in self._stem_keys.intersection(vocab.stems):
+            met.update(self._stems[key])
+        failed: set[int] = set()
+        slow = self._slow
+        out = []
+        for index in among:
+            plain, lazy = self._needs[index]
+            if not plain <= met:  # most rules stop here, on one C-level subset test
+                continue
+            for number in lazy:
+                if number in met:
+                    continue
+                if number in failed:
+                    break
+                rare, checks = slow[number]
+                if (rare is None or not rare[0].isdisjoint(vocab.odd) or (rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
+                        check.holds(vocab) for check in checks):
+                    met.add(number)
+                else:
+                    failed.add(number)
+                    break
+            else:
+                out.append(index)
+        return out
