@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 __all__ = ["ScanCache"]
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class ScanCache(Generic[T]):
@@ -35,10 +36,13 @@ class ScanCache(Generic[T]):
         if len(text) < self._min_chars:
             return compute(text)
         items = self._items
-        if text in items:
+        # One lookup: ``in`` then ``[]`` would hash and compare the text twice (the hash of a str
+        # is cached on the object, the equality check of a hit is a memcmp of the whole text).
+        found = items.get(text, _MISSING)
+        if found is not _MISSING:
             items.move_to_end(text)
             self.hits += 1
-            return items[text]
+            return found  # type: ignore[return-value]
         self.misses += 1
         result = compute(text)
         items[text] = result
