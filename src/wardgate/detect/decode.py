@@ -46,7 +46,6 @@ _BRAILLE = re.compile("[\u2800-\u28ff]{2,}(?:\\s+[\u2800-\u28ff]+)*")
 _NATO_WORDS = ["alfa", "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "whisky", "xray", "x-ray", "yankee", "zulu"]
 _NATO_WORD = "|".join(_NATO_WORDS)
 _NATO_SET = frozenset(_NATO_WORDS)
-_NATO_CASED = frozenset(form for word in _NATO_WORDS for form in (word, word.capitalize(), word.title(), word.upper()))
 _NATO = re.compile(rf"\b(?:{_NATO_WORD})(?:\s+(?:{_NATO_WORD})){{3,}}\b", re.IGNORECASE)
 _WHOLE_LINE = frozenset(("quoted_printable", "html_entities"))
 _TOKEN_ENCODINGS = frozenset(("base64", "base32", "hex"))
@@ -76,13 +75,17 @@ _BRAILLE_DIGITS = dict(zip("abcdefghij", "1234567890"))
 _BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "?", 0x36: '"', 0x04: "'", 0x24: "-"}
 
 
-def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
-    """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text."""
-    tokens = text.split()
-    # Filtered in one comprehension: a Python-level loop over every word costs more than the rest.
-    long = [token for token in tokens if len(token) >= 12 or token[-1] == "="] if "=" in text else [
-        token for token in tokens if len(token) >= 12]
-    wanted = _wanted_encodings(text, tokens, bool(long))
+def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None) -> tuple[DecodedBlob, ...]:
+    """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text.
+
+    ``words``, the lower-case letter runs of ``text`` if the caller has them, saves finding them
+    again (they only tell whether NATO words occur).
+    """
+    if not text or text.isspace():
+        return ()
+    raw = text.encode("utf-8", "surrogatepass")
+    long = _long_tokens(text, raw)
+    wanted = _wanted_encodings(text, raw, words, bool(long))
     if not wanted:
         return ()
     found: list[DecodedBlob] = []
@@ -94,7 +97,7 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
                     found.append(DecodedBlob(encoding, decoded, len(token)))
                     break
     if "url" in wanted:
-        for token in [token for token in tokens if "%" in token]:
+        for token in _tokens_around(text, "%"):
             if token.count("%") >= 2:
                 decoded = unquote(token)
                 if decoded != token and _reads_as_text(decoded):
@@ -110,38 +113,112 @@ def decode_blobs(text: str) -> tuple[DecodedBlob, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _wanted_encodings(text: str, tokens: list[str], long: bool) -> set[str]:
-    """Cheap checks (substring tests, token lengths) that pick the decoders worth running.
+# Byte maps of the text. Whitespace (what str.split splits on, in ASCII) against the rest; the
+# characters of a base64 / base32 / hex token against the rest; among those, the non-letters.
+_SPLIT_BYTES = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_BLOB_CHARS = b"0123456789+/_=-"
+_WHITESPACE_SHAPE = bytes(0x20 if c in _SPLIT_BYTES else 0x78 for c in range(256))
+_BLOB_SHAPE = bytes(0x78 if c in _BLOB_CHARS or chr(c).isalpha() and c < 0x80 else 0x20 for c in range(256))
+_DIGIT_SHAPE = bytes(0x30 if c in _BLOB_CHARS else 0x61 for c in range(256))
+_RUN = b"x" * 12
+_PADDED_END = re.compile(r"=(?=\s|\Z)(?<=\S{4})")  # a token of four or more ending in "=" (opens on "=")
+# Morse after mapping: "-" and "." to ".", "/" and spaces to " ", anything else to "x": four
+# code groups in a row.
+_MORSE_SHAPE = bytes(0x2E if c in b".-" else 0x20 if c in b"/" + _SPLIT_BYTES else 0x78 for c in range(256))
+_MORSE_HINT = re.compile(rb"\. +\.+ +\.+ +\.")
+_QP_HINT = re.compile(r"=(?:[0-9A-F]{2}=[0-9A-F]{2}|3D|20|0A)")  # _QP's matches, opening on a literal
+_BRAILLE_LEADS = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")  # U+2800-U+28FF in UTF-8
+
+
+def _long_tokens(text: str, raw: bytes) -> list[str]:
+    """The whitespace-separated tokens that can hold a blob: twelve characters or more of the
+    blob alphabet (with a non-letter among them, or twenty letters), or a token ending in "=".
+
+    Found with C-level searches over byte maps of the text: a Python loop over every word would
+    cost more than all the decoders together on ordinary prose.
+    """
+    blob = raw.translate(_BLOB_SHAPE)
+    out: list[str] = []
+    at = blob.find(_RUN)
+    if at >= 0:
+        spaces = raw.translate(_WHITESPACE_SHAPE)
+        digits = raw.translate(_DIGIT_SHAPE)
+    while at >= 0:
+        run_end = blob.find(b" ", at)
+        run_end = len(blob) if run_end < 0 else run_end
+        if run_end - at >= 20 or digits.find(b"0", at, run_end) >= 0:  # not a plain long word
+            start = spaces.rfind(b" ", 0, at) + 1
+            end = spaces.find(b" ", at)
+            end = len(spaces) if end < 0 else end
+            # Other Unicode spaces (no-break, ideographic) split it further, as str.split would.
+            out += [t for t in raw[start:end].decode("utf-8", "surrogatepass").split() if len(t) >= 12]
+            run_end = max(run_end, end)
+        at = blob.find(_RUN, run_end)
+    if "=" in text:
+        seen = set(out)
+        for token in _tokens_around(text, "=", _PADDED_END):
+            if token not in seen and token[-1] == "=":
+                out.append(token)
+                seen.add(token)
+    return out
+
+
+def _tokens_around(text: str, char: str, pattern: re.Pattern[str] | None = None) -> list[str]:
+    """The whitespace-separated tokens holding ``char`` (at a match of ``pattern`` if given)."""
+    out: list[str] = []
+    end = 0
+    positions = (m.start() for m in pattern.finditer(text)) if pattern is not None else _positions(text, char)
+    for at in positions:
+        if at < end:
+            continue  # inside the token just taken
+        start = max(text.rfind(c, 0, at) for c in (" ", "\n", "\t", "\r")) + 1
+        ends = [e for e in (text.find(c, at) for c in (" ", "\n", "\t", "\r")) if e >= 0]
+        end = min(ends) if ends else len(text)
+        out += [t for t in text[start:end].split() if char in t]
+    return out
+
+
+def _positions(text: str, char: str):
+    at = text.find(char)
+    while at >= 0:
+        yield at
+        at = text.find(char, at + 1)
+
+
+def _wanted_encodings(text: str, raw: bytes, words: set[str] | frozenset[str] | None, long: bool) -> set[str]:
+    """Cheap checks (substring tests, a byte map) that pick the decoders worth running.
 
     Most text has no blob at all, and one regex pass per encoding would cost more than all the
     injection rules together.
     """
     wanted: set[str] = set()
-    if not tokens:
-        return wanted
     if "=" in text or long:
         wanted.update(_TOKEN_ENCODINGS)
     if "=" in text:
         if "=?" in text:
             wanted.add("mime")
-        if _QP.search(text):
+        if _QP_HINT.search(text):
             wanted.add("quoted_printable")
     if "%" in text:
         wanted.add("url")
     if "&" in text and _HTML_ENTITY.search(text):
         wanted.add("html_entities")
+    # Morse needs code groups separated by spaces or "/": ". ." in a byte map ("... ..." is rare
+    # in prose). Other Unicode spaces are multi-byte: a non-ASCII text keeps the looser test.
     if ".-" in text or "-." in text or "... " in text:
-        wanted.add("morse")
-    if not text.isascii() and _BRAILLE.search(text):
+        if not text.isascii() or _MORSE_HINT.search(raw.translate(_MORSE_SHAPE)):
+            wanted.add("morse")
+    if len(raw) != len(text) and any(lead in raw for lead in _BRAILLE_LEADS) and _BRAILLE.search(text):
         wanted.add("braille")
-    # NATO words come as "echo", "Echo" or "ECHO": two of those before lower-casing every word
-    # (a deliberately mixed "eChO" is not looked for).
-    if len(_NATO_CASED.intersection(tokens)) < 2:
-        return wanted
-    lowered = len(_NATO_SET.intersection(text.lower().split()))
-    if lowered >= 2 and len(_NATO_SET.intersection(tokens)) + lowered >= 3:
+    # Four NATO words in a row: at least two distinct ones must occur at all.
+    if words is None:
+        words = set(raw.lower().translate(_LETTER_BYTES).decode("utf-8", "surrogatepass").split())
+    if len(_NATO_SET.intersection(words)) >= 2:
         wanted.add("nato")
     return wanted
+
+
+_LETTER_BYTES = bytes(c if c >= 0x80 or chr(c).isalpha() or c == 0x2D else 0x20 for c in range(256))
 
 
 def _blob_tokens(long: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ from wardgate.detect.decode import (
 from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
 from wardgate.detect.literal_starts import first_match as _first_match
 from wardgate.detect.literal_starts import literal_starts as _starts
-from wardgate.detect.normalize import fold_case, fold_leetspeak, normalize
+from wardgate.detect.normalize import NormalizedText, fold_case, fold_leetspeak, normalize
 from wardgate.detect.prefilter import Atom, Clause, Gate, Vocabulary, literal_atom, required_clauses, vocabulary
 
 __all__ = [
@@ -134,7 +134,8 @@ class HeuristicScorer:
             signals.append("leetspeak")
 
         stems = regions[0].stems if len(regions) == 1 else None
-        encoded_weight, decoded = self._decode(norm.text, norm.clean, norm.hidden, signals, stems, asks_decoding)
+        words = regions[0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab in regions))
+        encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
         for blob in decoded:
             if self._scan(vocabulary(fold_case(blob.text)), fired, tool):
                 signals.append(f"{blob.encoding}_decoded")
@@ -171,10 +172,11 @@ class HeuristicScorer:
                 new = True
         return new
 
-    def _decode(self, folded: str, clean: str, hidden: str, signals: list[str],
-                stems: set[str] | None, asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
+    def _decode(self, norm: NormalizedText, signals: list[str], stems: set[str] | None, words: set[str],
+                asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
-        decoded = list(decode_blobs(clean))
+        folded, clean, hidden = norm.text, norm.clean, norm.hidden
+        decoded = list(decode_blobs(clean, words))
         request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems) if asks_decoding else None
         asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
         trigger = request or asks_meaning

@@ -71,6 +71,7 @@ _LEET_TOKEN = re.compile(r"[a-z0-9@$!|]*(?:[a-z][013457@$!|]|[013457@$!|][a-z])[
 _LEET_INSIDE = re.compile(r"[a-z][013457$@|]+[a-z]")
 # Each byte as its class for _LEET_INSIDE: "a" an ASCII lower-case letter, "1" a leet character.
 _LEET_SHAPE = bytes(0x61 if 0x61 <= c <= 0x7A else 0x31 if chr(c) in "013457$@|" else 0x20 for c in range(256))
+_LEET_INSIDE_SHAPE = re.compile(rb"a1+a")  # _LEET_INSIDE over the class map: opens on a literal
 
 
 def fold_case(text: str) -> str:
@@ -87,6 +88,9 @@ def normalize(text: str) -> NormalizedText:
     if text.isascii():
         # Fast path: nothing to unhide, no look-alikes, no combining marks.
         return NormalizedText(text.lower(), text, "", ())
+    mild = _fold_mild(text)
+    if mild is not None:
+        return mild
     signals: list[str] = []
     hidden_parts: list[str] = []
 
@@ -133,6 +137,65 @@ def normalize(text: str) -> NormalizedText:
     return NormalizedText(folded, clean, hidden, tuple(signals))
 
 
+_ASCII_BYTES = bytes(range(0x80))
+_MILD_MAX = 32
+_HANGUL_JAMO = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\ud7b0-\ud7ff]")
+
+
+def _fold_mild(text: str) -> NormalizedText | None:
+    """The same result as the full path for text whose non-ASCII characters fold one by one.
+
+    Most non-ASCII prompts only add “quotes”, dashes, emoji, accented letters or CJK: each such
+    character folds on its own (no combining mark, invisible, tag or look-alike letter to look at
+    across characters), so a replace per distinct character does what NFKC / NFKD / NFC over the
+    whole text would, for a fraction of the cost. None when some character needs the full path.
+    """
+    odd = set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
+    changes = []
+    for char in odd:
+        fold = _MILD.get(char)
+        if fold is None:
+            fold = _mild_fold_char(char)
+            if len(_MILD) < 65_536:
+                _MILD[char] = fold
+        if fold is False:
+            return None
+        if fold != (char, char):
+            changes.append((char, fold))
+    if len(changes) > _MILD_MAX:  # one replace each: past this, the full path is cheaper
+        return None
+    clean, folded = text, text
+    for char, (kept, lowered) in changes:
+        if kept != char:
+            clean = clean.replace(char, kept)
+        if lowered != char:
+            folded = folded.replace(char, lowered)
+    return NormalizedText(folded.lower(), clean, "", ())
+
+
+_MILD: dict[str, tuple[str, str] | bool] = {}
+
+
+def _mild_fold_char(char: str) -> tuple[str, str] | bool:
+    """(NFKC form, folded form) of one character, or False when it needs the whole text."""
+    if (_SUPPLEMENTARY_SPECIAL.match(char) or _INVISIBLE.match(char) or _HANGUL_JAMO.match(char)
+            or unicodedata.combining(char) or unicodedata.category(char).startswith("M")):
+        return False
+    kept = unicodedata.normalize("NFKC", char)
+    decomposed = unicodedata.normalize("NFKD", kept.casefold())
+    if _ZALGO.search(decomposed) or _MIXED_EDGE.match(decomposed):
+        return False
+    lowered = unicodedata.normalize("NFC", _COMBINING.sub("", decomposed)).replace("ı", "i")
+    if (not lowered or lowered.lower() != lowered or _NON_LATIN_LETTER.search(lowered)
+            or any(unicodedata.combining(c) or unicodedata.category(c).startswith("M") for c in (kept[:1], lowered[:1]))):
+        return False
+    return kept, lowered
+
+
+# A decomposition that opens on a mark would attach to the character before it.
+_MIXED_EDGE = re.compile(f"[{_MARKS}]")
+
+
 def fold_leetspeak(text: str) -> str | None:
     """Return ``text`` with digit-for-letter swaps undone, or None when it has none.
 
@@ -141,7 +204,7 @@ def fold_leetspeak(text: str) -> str | None:
     # A match of _LEET_INSIDE holds a letter then a leet character and the reverse: two byte
     # searches over a class map of the text rule out most texts before the regex scan.
     shape = text[:20_000].encode("utf-8", "replace").translate(_LEET_SHAPE)
-    if b"a1" not in shape or b"1a" not in shape or len(_LEET_INSIDE.findall(text, 0, 20_000)) < 2:
+    if b"a1" not in shape or b"1a" not in shape or len(_LEET_INSIDE_SHAPE.findall(shape)) < 2:
         return None
     return _LEET_TOKEN.sub(_unleet_token, text)  # callback only on tokens mixing letters and leet
 
