@@ -331,6 +331,8 @@ def _phones(text: str, windows: _Windows) -> Iterator[_Span]:
                 ndigits -= len(groups[j])
             if ndigits > 18:  # an exit code and the 15 digits E.164 allows, at most
                 continue
+            if ndigits < _MIN_PHONE:  # no number plan below takes fewer, nor will a shorter run
+                break
             base = _phone_base(text, tokens[:j], groups[:j], plus)
             if not base:
                 continue
@@ -361,6 +363,10 @@ def _clusters(text: str) -> list[tuple[int, int, int]]:
     text is one window.
     """
     find, size = text.find, len(text)
+    if size >= 1024:  # a sample first: finding each digit of dense text costs more than it saves
+        sample = text[::16]
+        if sum(map(sample.count, _DIGITS)) * _DENSE > len(sample):
+            return [(0, size, size)]
     most = size // _DENSE
     positions: list[int] = []
     for d in _DIGITS:
