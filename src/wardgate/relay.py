@@ -20,7 +20,7 @@ from wardgate.answer import absorb_chunk
 from wardgate.errors import envelope
 from wardgate.exchange import Exchange, Outcome, Verdict
 from wardgate.pipeline import Pipeline
-from wardgate.sse import DONE, data_of, error_event, format_data, iter_events
+from wardgate.sse import DONE, data_of, error_event, format_data, iter_event_batches
 from wardgate.upstream import Reply
 
 __all__ = ["CHECKPOINT_CHARS", "relay_stream"]
@@ -102,7 +102,7 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
     try:
         try:
             await _pump(resp, ex, reply, pipeline, checkpoints)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             # The upstream failed mid-stream: the client gets one error event and the stream ends.
             # (A TimeoutError here is the upstream's idle_timeout_s between chunks or its timeout_s.)
             ex.outcome = Outcome.ERROR
@@ -122,43 +122,50 @@ async def _pump(resp: web.StreamResponse, ex: Exchange, reply: Reply, pipeline: 
     since_check = 0
     saw_done = False
     assert reply.chunks is not None
-    async for event in iter_events(_timed(ex, reply.chunks)):
+    out: list[bytes] = []  # what one upstream chunk completes goes out in one write, not one per event
+    async for events in iter_event_batches(_timed(ex, reply.chunks)):
         if ex.ttft_ms is None:
             ex.ttft_ms = ex.elapsed_ms()
-        payload = data_of(event)
-        if payload is None or payload == DONE:
-            saw_done = saw_done or payload == DONE
-            if payload is None:
-                await resp.write(event + b"\n\n")
-            continue
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            await resp.write(event + b"\n\n")
-            continue
-        if not isinstance(chunk, dict):
-            await resp.write(event + b"\n\n")
-            continue
-        if "error" in chunk and "choices" not in chunk:
-            ex.outcome = Outcome.ERROR
-            ex.error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            await resp.write(event + b"\n\n")
-            continue
-        new = absorb_chunk(ex.response, chunk)
-        if chunk.get("choices") == [] and chunk.get("usage") and not ex.client_wants_usage:
-            continue  # the usage chunk the gateway asked for on the client's behalf
-        finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
-        if ex.delta_filters:
-            await resp.write(_filtered(ex, chunk, finishing))
-        else:
-            await resp.write(event + b"\n\n")
-        since_check += len(new)
-        if checkpoints and since_check >= CHECKPOINT_CHARS:
-            since_check = 0
-            verdict = await pipeline.run_checkpoint(ex)
-            if verdict.blocks:
-                await _block(resp, ex, verdict)
-                return
+        for event in events:
+            payload = data_of(event)
+            if payload is None or payload == DONE:
+                saw_done = saw_done or payload == DONE
+                if payload is None:
+                    out.append(event + b"\n\n")
+                continue
+            try:
+                chunk = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                out.append(event + b"\n\n")
+                continue
+            if not isinstance(chunk, dict):
+                out.append(event + b"\n\n")
+                continue
+            if "error" in chunk and "choices" not in chunk:
+                ex.outcome = Outcome.ERROR
+                ex.error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                out.append(event + b"\n\n")
+                continue
+            new = absorb_chunk(ex.response, chunk)
+            if chunk.get("choices") == [] and chunk.get("usage") and not ex.client_wants_usage:
+                continue  # the usage chunk the gateway asked for on the client's behalf
+            if ex.delta_filters:
+                finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
+                out.append(_filtered(ex, chunk, finishing))
+            else:
+                out.append(event + b"\n\n")
+            since_check += len(new)
+            if checkpoints and since_check >= CHECKPOINT_CHARS:
+                since_check = 0
+                verdict = await pipeline.run_checkpoint(ex)
+                if verdict.blocks:
+                    if out:
+                        await resp.write(b"".join(out))
+                    await _block(resp, ex, verdict)
+                    return
+        if out:
+            await resp.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
     ex.response.complete = ex.outcome is None
     verdict = await pipeline.run_response(ex)
     if verdict.blocks:

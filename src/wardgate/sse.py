@@ -6,30 +6,31 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import orjson
 
-__all__ = ["DONE", "data_of", "error_event", "format_data", "iter_events"]
+__all__ = ["DONE", "data_of", "error_event", "format_data", "iter_event_batches"]
 
 DONE = b"[DONE]"
 
 
-async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Yield each event block (without its terminating blank line) as it completes.
-
-    Accepts ``\\n\\n`` and ``\\r\\n\\r\\n`` separators and chunks cut anywhere.
-    """
+async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """Per chunk received, the event blocks it completed (without their blank lines), so a relay can
+    answer each network read with one write. Separators ``\\n\\n`` or ``\\r\\n\\r\\n``; chunks cut anywhere."""
     buffer = b""
     async for chunk in chunks:
-        buffer += chunk
+        buffer = buffer + chunk if buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            cut = buffer.find(b"\n\n")
-            if cut < 0:
-                break
-            event, buffer = buffer[:cut], buffer[cut + 2 :]
-            if event:
-                yield event
+        if buffer.endswith(b"\n\n") and buffer.find(b"\n\n") == len(buffer) - 2:
+            if len(buffer) > 2:  # the usual chunk: exactly one whole event
+                yield [buffer[:-2]]
+            buffer = b""
+            continue
+        parts = buffer.split(b"\n\n")
+        buffer = parts.pop()
+        events = [p for p in parts if p]
+        if events:
+            yield events
     if buffer.strip():
-        yield buffer.strip(b"\n")
+        yield [buffer.strip(b"\n")]
 
 
 def data_of(event: bytes) -> bytes | None:

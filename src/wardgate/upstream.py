@@ -23,7 +23,7 @@ from wardgate.config.schema import Config, ModelConfig, UpstreamConfig
 from wardgate.errors import GatewayError
 from wardgate.exchange import Exchange
 
-__all__ = ["Reply", "Upstream", "Upstreams", "HttpUpstream"]
+__all__ = ["HttpUpstream", "Reply", "Upstream", "Upstreams"]
 
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 10.0
@@ -64,7 +64,8 @@ class HttpUpstream:
 
     One asyncio timer per call: it fires at the first byte's timeout (``ttfb_timeout_s``) or the
     deadline, whichever is sooner, and is moved to the deadline once the first byte is in. aiohttp's
-    own ``total`` timer is off (it would be a second timer for the same deadline).
+    own ``total`` timer is off for whole answers (it would be a second timer for the same deadline)
+    and keeps the deadline of a stream's chunks, which are read after the call returned.
     """
 
     def __init__(self, name: str, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
@@ -86,8 +87,11 @@ class HttpUpstream:
         resp: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout_at(end if self._ttfb is None else min(end, now + self._ttfb)) as timer:
+                # A stream's chunks are read after this timer is gone: aiohttp's own timer keeps its deadline.
+                timeout = (aiohttp.ClientTimeout(total=max(0.001, end - now), sock_connect=self._timeout.sock_connect)
+                           if stream else self._timeout)
                 resp = await self._session.post(url, data=body, headers={**self._headers, **headers} if headers
-                                                else self._headers, timeout=self._timeout)
+                                                else self._headers, timeout=timeout)
                 if stream and resp.status == 200:
                     first = await resp.content.readany()
                     return Reply(resp.status, chunks=self._chunks(resp, first, end), headers=resp.headers,
@@ -103,11 +107,16 @@ class HttpUpstream:
 
     async def _chunks(self, resp: aiohttp.ClientResponse, first: bytes, end: float) -> AsyncIterator[bytes]:
         """The rest of the stream; a silence longer than ``idle_timeout_s`` or the deadline raises TimeoutError."""
-        loop = asyncio.get_running_loop()
         chunk = first
+        if self._idle is None:  # the deadline is aiohttp's total timeout: no timer per chunk
+            while chunk:
+                yield chunk
+                chunk = await resp.content.readany()
+            return
+        loop = asyncio.get_running_loop()
         while chunk:
             yield chunk
-            async with asyncio.timeout_at(end if self._idle is None else min(end, loop.time() + self._idle)):
+            async with asyncio.timeout_at(min(end, loop.time() + self._idle)):
                 chunk = await resp.content.readany()
 
 
@@ -147,7 +156,9 @@ class Upstreams:
     """All configured upstreams of one config generation, and the retry/fallback policy."""
 
     def __init__(self, config: Config, session: aiohttp.ClientSession, extra: dict[str, Upstream] | None = None) -> None:
-        from wardgate.echo import EchoUpstream  # the built-in one; imported here to keep echo optional
+        from wardgate.echo import (
+            EchoUpstream,  # the built-in one; imported here to keep echo optional
+        )
 
         self._config = config
         self._by_name: dict[str, Upstream] = {}
