@@ -193,7 +193,7 @@ class Exchange:
     ttft_ms: float | None = None
     cost_usd: float | None = None
     stages_ran: list[Any] = field(default_factory=list)
-    """Stages whose ``on_request`` ran, so their ``on_response`` runs too (in reverse)."""
+    """Stages whose ``on_request`` ran and that have a response phase, so it runs too (in reverse)."""
     final: bool = False
     """True while the last response phase runs (answer complete, failed or abandoned); False at
     stream checkpoints. Stages that settle (budgets, loops) act only when it is True."""

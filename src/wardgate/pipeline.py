@@ -23,6 +23,8 @@ class Stage(Protocol):
     """A step of the chain. Configured once; keeps no per-request state on ``self``."""
 
     name: str
+    responds: bool
+    """Optional, default True. False: ``on_response`` is a no-op and the pipeline never calls it."""
 
     async def on_request(self, ex: Exchange) -> Verdict: ...
 
@@ -64,12 +66,14 @@ class Pipeline:
     async def run_request(self, ex: Exchange) -> Verdict:
         """Run request phases in order; stop at the first block and return it."""
         for stage in self.front:
-            ex.stages_ran.append(stage)
+            if getattr(stage, "responds", True):
+                ex.stages_ran.append(stage)  # the stages whose response phase runs, in reverse
             verdict = await self._run(ex, stage, "request")
             if verdict.blocks:
                 return verdict
-        for stage in self.by_policy.get(ex.team.policy if ex.team else None, ()):
-            ex.stages_ran.append(stage)
+        for stage in self.by_policy.get(ex.team.policy if ex.team else None, ()):  # the team is known now
+            if getattr(stage, "responds", True):
+                ex.stages_ran.append(stage)
             verdict = await self._run(ex, stage, "request")
             if verdict.blocks:
                 return verdict

@@ -24,6 +24,8 @@ def _refuse(message: str) -> Verdict:
 
 class Authenticate:
     name = "authenticate"
+    responds = False
+    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, config: Config) -> None:
         self._by_digest: dict[str, tuple[str, TeamConfig, KeyConfig]] = {}

@@ -13,6 +13,8 @@ __all__ = ["Injection"]
 
 class Injection:
     name = "injection"
+    responds = False
+    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, policy: InjectionPolicy, scorer: InjectionScorer | None = None) -> None:
         self._action = policy.action
