@@ -120,10 +120,11 @@ class HeuristicScorer:
 
         leeted = asks_decoding = False
         regions = _regions(norm.text)
-        for vocab in regions:
+        for vocab, bounds in regions:
             # Rules are local (bounded word gaps), so a long text is matched region by region:
-            # the cost stays linear in its length, and overlapping regions keep every match whole.
-            self._scan(vocab, fired, tool)
+            # the cost stays linear in its length. A region is two blocks; matches starting in
+            # its second block are the next region's, so each block is searched once.
+            self._scan(vocab, fired, tool, norm.text, bounds)
             leet = fold_leetspeak(vocab.view)
             if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool):
                 leeted = True
@@ -133,8 +134,8 @@ class HeuristicScorer:
         if leeted:
             signals.append("leetspeak")
 
-        stems = regions[0].stems if len(regions) == 1 else None
-        words = regions[0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab in regions))
+        stems = regions[0][0].stems if len(regions) == 1 else None
+        words = regions[0][0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab, _b in regions))
         encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
         for blob in decoded:
             if self._scan(vocabulary(fold_case(blob.text)), fired, tool):
@@ -156,18 +157,23 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, vocab: Vocabulary, fired: dict[Rule, None], tool: bool) -> bool:
-        """Add the rules that match ``vocab.view`` to ``fired``; True if any rule was new."""
+    def _scan(self, vocab: Vocabulary, fired: dict[Rule, None], tool: bool,
+              text: str | None = None, bounds: tuple[int, int | None, int] | None = None) -> bool:
+        """Add the rules that match ``vocab.view`` to ``fired``; True if any rule was new.
+
+        With ``text`` and ``bounds`` (start, stop, end), ``vocab`` is that of ``text[start:end]``
+        and a match must start in ``[start, stop)``: lookbehinds and ``^`` see the whole text.
+        """
         among = self._by_role[tool]
         if fired:
             among = [position for position in among if self._rules[position] not in fired]
         new = False
-        view = vocab.view
+        view, (start, stop, end) = (vocab.view, (0, None, len(vocab.view))) if text is None or bounds is None else (text, bounds)
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
         offsets: dict[str, list[int] | None] = {}
         for position in self._gate.passing(vocab, among):
             rule = self._rules[position]
-            if _first_match(rule.pattern, view, self._starts[position], offsets, vocab.stems) is not None:
+            if _first_match(rule.pattern, view, self._starts[position], offsets, vocab.stems, start, stop, end) is not None:
                 fired[rule] = None
                 new = True
         return new
@@ -214,21 +220,24 @@ _BLOCK = 2048  # a region is two consecutive blocks: longer than any rule's matc
 _CUT_REACH = 512
 
 
-def _regions(text: str) -> list[Vocabulary]:
-    """``text`` as overlapping regions, each the words of two consecutive blocks.
+def _regions(text: str) -> list[tuple[Vocabulary, tuple[int, int | None, int]]]:
+    """``text`` as overlapping regions: the words of two consecutive blocks, and the region's
+    bounds (start, where its own matches stop starting: its second block, None for the last; end).
 
     Each block is split into words once; a region's vocabulary is the union of its two blocks'.
     Blocks end after a separator, so no word is cut in two and every match shorter than a block
-    lies whole in some region.
+    lies whole in the region where it starts.
     """
     if len(text) <= 2 * _BLOCK:
-        return [vocabulary(text)]
+        return [(vocabulary(text), (0, None, len(text)))]
     cuts = [0]
     while len(text) - cuts[-1] > _BLOCK:
         cuts.append(_cut(text, cuts[-1] + _BLOCK))
     cuts.append(len(text))
     blocks = [vocabulary(text[start:end]) for start, end in zip(cuts, cuts[1:])]
-    return [first.joined(second, text[cuts[i] : cuts[i + 2]]) for i, (first, second) in enumerate(zip(blocks, blocks[1:]))]
+    last = len(blocks) - 2
+    return [(first.joined(second, text[cuts[i] : cuts[i + 2]]), (cuts[i], None if i == last else cuts[i + 1], cuts[i + 2]))
+            for i, (first, second) in enumerate(zip(blocks, blocks[1:]))]
 
 
 def _cut(text: str, at: int) -> int:

@@ -31,39 +31,52 @@ class Starts:
 
 
 def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
-                 offsets: dict[str, list[int] | None], stems: set[str] | None) -> re.Match[str] | None:
-    """The same match as ``pattern.search(view)``, tried only where a match can start."""
+                 offsets: dict[str, list[int] | None], stems: set[str] | None,
+                 start: int = 0, stop: int | None = None, end: int | None = None) -> re.Match[str] | None:
+    """The same match as ``pattern.search(view)``, tried only where a match can start.
+
+    ``start``/``end`` bound the text searched (as ``search(view, start, end)``); with ``stop``,
+    only a match starting before it counts (the caller has the rest covered). ``offsets`` caches
+    prefix offsets for one such range.
+    """
+    end = len(view) if end is None else end
     if starts is None:
-        return pattern.search(view)
-    limit = 16 + len(view) * STARTS_PER_KB // 1024
+        return _before(pattern.search(view, start, end), stop)
+    limit = 16 + (end - start) * STARTS_PER_KB // 1024
     found: list[int] = []
     for prefix in starts.prefixes:
         if stems is not None and prefix in starts.stemmed and prefix[:5] not in stems:
             continue
         at = offsets.get(prefix, ())
         if at == ():
-            at = offsets[prefix] = find_offsets(view, prefix, limit)
+            at = offsets[prefix] = find_offsets(view, prefix, limit, start, end if stop is None else stop)
         if at is None or len(found) + len(at) > limit:
-            return pattern.search(view)
+            return _before(pattern.search(view, start, end), stop)
         found += at
     match = pattern.match
     for at in sorted(found):  # leftmost first: the match search would return
-        hit = match(view, at)
+        hit = match(view, at, end)
         if hit is not None:
             return hit
     return None
 
 
-def find_offsets(view: str, prefix: str, limit: int) -> list[int] | None:
-    """Every offset of ``prefix`` in ``view`` (overlaps included), or None past ``limit``."""
+def _before(hit: re.Match[str] | None, stop: int | None) -> re.Match[str] | None:
+    return hit if hit is None or stop is None or hit.start() < stop else None
+
+
+def find_offsets(view: str, prefix: str, limit: int, start: int = 0, stop: int | None = None) -> list[int] | None:
+    """Every offset of ``prefix`` in ``view`` from ``start`` and before ``stop`` (overlaps
+    included), or None past ``limit``."""
     found: list[int] = []
     find = view.find
-    at = find(prefix)
+    end = len(view) if stop is None else stop + len(prefix) - 1
+    at = find(prefix, start, end)
     while at >= 0:
         if len(found) == limit:
             return None
         found.append(at)
-        at = find(prefix, at + 1)
+        at = find(prefix, at + 1, end)
     return found
 
 
