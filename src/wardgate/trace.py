@@ -94,17 +94,23 @@ def _error(ex: Exchange, mode: str) -> dict[str, Any] | None:
     return {**err, "message": _sha(str(message)) if mode == "hashes" else None}
 
 
-def _stage_timings(ex: Exchange) -> dict[str, float]:
+def _timings(ex: Exchange) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Per-stage totals and the span list, in one pass over the spans."""
     stages: dict[str, float] = {}
+    spans = []
     for span in ex.spans:
-        stages[span.stage] = round(stages.get(span.stage, 0.0) + span.duration_ms, 3)
-    return stages
+        name, ms = span.stage, span.duration_ms
+        stages[name] = stages.get(name, 0.0) + ms
+        # Action is a str enum: orjson writes its value, and it compares equal to it in process.
+        spans.append({"stage": name, "phase": span.phase, "ms": round(ms, 4), "action": span.action})
+    return {k: round(v, 3) for k, v in stages.items()}, spans
 
 
 def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
     """Every SPEC §4 field, ``None`` where unknown. Never a key, never a redacted value."""
     mode = ex.policy.log.content if ex.policy is not None else "redacted"
     usage = ex.response.usage
+    stages, spans = _timings(ex)
     return {
         "schema": SCHEMA,
         "request_id": ex.request_id,
@@ -130,7 +136,7 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
             "overhead": round(max(0.0, total_ms - ex.upstream_ms), 3),
             "upstream": round(ex.upstream_ms, 3) if ex.attempts else None,
             "ttft": round(ex.ttft_ms, 3) if ex.ttft_ms is not None else None,
-            "stages": _stage_timings(ex),
+            "stages": stages,
         },
         "tags": ex.tags,
         "prompt": ex.prompt_ref,
@@ -138,8 +144,6 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "response": _response_content(ex, mode),
         "error": _error(ex, mode),
         "attempts": ex.attempts,
-        # Action is a str enum: orjson writes its value, and it compares equal to it in process.
-        "spans": [{"stage": s.stage, "phase": s.phase, "ms": round(s.duration_ms, 4), "action": s.action}
-                  for s in ex.spans],
+        "spans": spans,
         "extra": ex.extra_record(),
     }
