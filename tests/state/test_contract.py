@@ -256,6 +256,13 @@ async def test_hit_counts_a_sliding_window(store: StateStore) -> None:
     assert await store.hit("other-team", "session:abc", 10, now=NOW + 12.5) == 1
 
 
+async def test_hit_many_counts_each_key_in_one_call(store: StateStore) -> None:
+    assert await store.hit_many(TEAM, ["a", "b"], 10, now=NOW) == [1, 1]
+    assert await store.hit_many(TEAM, ["a", "c", "b"], 10, now=NOW + 1) == [2, 1, 2]
+    assert await store.hit(TEAM, "a", 10, now=NOW + 10.5) == 2  # the event at NOW left the window
+    assert await store.hit_many(TEAM, ["b"], 10, now=NOW + 11.5) == [1]
+
+
 async def test_snapshot_lists_each_counter_in_its_current_window(store: StateStore) -> None:
     day = Limit("team:search", Window.DAY, Unit.TOKENS, 1000)
     rpm = Limit("team:search", Window.RATE_MINUTE, Unit.REQUESTS, 60)

@@ -91,9 +91,9 @@ class Loops:
         if not ex.session_id or not ex.team_name:
             return ALLOW
         try:
-            in_window = await self._store.hit(ex.team_name, f"loop:req:{ex.session_id}", p.window_s, now=ex.received)
-            same = await self._store.hit(ex.team_name, f"loop:same:{ex.session_id}:{_request_digest(body)}",
-                                         p.window_s, now=ex.received)
+            in_window, same = await self._store.hit_many(
+                ex.team_name, [f"loop:req:{ex.session_id}", f"loop:same:{ex.session_id}:{_request_digest(body)}"],
+                p.window_s, now=ex.received)
         except StateUnavailable:
             if self._fail_open:
                 return Verdict(Action.FLAG, code="loops.state_unavailable", message="loop counters unreachable")

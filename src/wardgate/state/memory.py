@@ -161,6 +161,9 @@ class MemoryStateStore:
         self._hits[(team, key)] = (events, max(longest, window_us))
         return len(events)
 
+    async def hit_many(self, team: str, keys: list[str], window_s: float, now: float | None = None) -> list[int]:
+        return [await self.hit(team, key, window_s, now) for key in keys]
+
     async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
         check_team(team)
         now = time.time() if now is None else now

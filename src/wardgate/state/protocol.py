@@ -149,6 +149,10 @@ class StateStore(Protocol):
         """Records one event for ``key``; returns the events in the last ``window_s`` seconds, this one included."""
         ...
 
+    async def hit_many(self, team: str, keys: list[str], window_s: float, now: float | None = None) -> list[int]:
+        """``hit`` on each key, at once (one round trip); the counts in ``keys`` order."""
+        ...
+
     async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
         """Every counter the team used in the last 35 days, in its current window."""
         ...

@@ -219,11 +219,15 @@ class RedisStateStore:
         return await self._finish(team, reservation_id, {}, now, charge=False)
 
     async def hit(self, team: str, key: str, window_s: float, now: float | None = None) -> int:
+        return (await self.hit_many(team, [key], window_s, now))[0]
+
+    async def hit_many(self, team: str, keys: list[str], window_s: float, now: float | None = None) -> list[int]:
         check_team(team)
         now_us = to_us(time.time() if now is None else now)
         window_us = to_us(window_s)
         args = [now_us, now_us - window_us, f"{now_us}:{uuid.uuid4().hex}", math.ceil(window_s * 1000) + 1000]
-        return int(await self._run(self._hit, [self._key(team, f"e:{key}")], args))
+        counts = await self._run(self._hit, [self._key(team, f"e:{key}") for key in keys], args)
+        return [int(c) for c in counts]
 
     async def snapshot(self, team: str, now: float | None = None) -> list[CounterState]:
         check_team(team)
