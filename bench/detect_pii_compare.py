@@ -90,7 +90,8 @@ def _ours(text: str) -> Spans:
 
 
 def _presidio(threshold: float) -> Detector:
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # ImportError: not installed
+    # raises ImportError when presidio-analyzer is not installed (main() then skips it)
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
     nlp = NlpEngineProvider(

@@ -400,11 +400,13 @@ def _windowed(pattern: re.Pattern[str], text: str, windows: _Windows, lead: int,
     included), so cutting the text there (``endpos``) changes no match; look-behinds see the
     whole text.
     """
-    size = len(text)
-    if windows and windows[0][0] == 0 and windows[0][1] == size:  # a short text: one window, the whole text
-        yield from pattern.finditer(text)
-        return
-    floor = 0
+    if len(windows) == 1 and windows[0] == (0, len(text)):  # one window, the whole text
+        return pattern.finditer(text)
+    return _in_windows(pattern, text, windows, lead, tail)
+
+
+def _in_windows(pattern: re.Pattern[str], text: str, windows: _Windows, lead: int, tail: int) -> Iterator[re.Match[str]]:
+    floor, size = 0, len(text)
     for start, end in windows:
         pos, stop = max(floor, start - lead), min(size, end + tail)
         while (m := pattern.search(text, pos, stop)) is not None and m.start() < end:
@@ -412,21 +414,33 @@ def _windowed(pattern: re.Pattern[str], text: str, windows: _Windows, lead: int,
             pos = floor = m.end()
 
 
-def _numeric(text: str, wanted: frozenset[str], cards: _Windows, ibans: _Windows, ssns: _Windows,
-             ipv4s: _Windows, phones: _Windows) -> Iterator[_Span]:
-    if cards and "CREDIT_CARD" in wanted:
-        yield from _cards(text, cards)
-    if ibans and "IBAN_CODE" in wanted:
-        yield from _ibans(text, ibans)
-    if ssns and "US_SSN" in wanted:
-        yield from _ssns(text, ssns)
+def _numeric(text: str, wanted: frozenset[str], clusters: list[tuple[int, int, int]], found: list[_Span]) -> None:
+    """Add the numeric entities to ``found``, each finder looking in the clusters it can use."""
+
+    if len(clusters) == 1:  # a short or dense text: the whole text, no list to build per finder
+        start, end, digits = clusters[0]
+        one = [(start, end)]
+
+        def windows(least: int) -> _Windows:
+            return one if digits >= least else []
+    else:
+
+        def windows(least: int) -> _Windows:
+            return [(start, end) for start, end, digits in clusters if digits >= least]
+
+    if "CREDIT_CARD" in wanted and (w := windows(_MIN_CARD)):
+        found.extend(_cards(text, w))
+    if "IBAN_CODE" in wanted and (w := windows(_MIN_IBAN)):
+        found.extend(_ibans(text, w))
+    if "US_SSN" in wanted and (w := windows(_MIN_SSN)):
+        found.extend(_ssns(text, w))
     if "IP_ADDRESS" in wanted:
-        if ipv4s:
-            yield from _ipv4s(text, ipv4s)
+        if "." in text and (w := windows(_MIN_IPV4)):
+            found.extend(_ipv4s(text, w))
         if ":" in text:
-            yield from _ipv6s(text)
-    if phones and "PHONE_NUMBER" in wanted:
-        yield from _phones(text, phones)
+            found.extend(_ipv6s(text))
+    if "PHONE_NUMBER" in wanted and (w := windows(_MIN_PHONE)):
+        found.extend(_phones(text, w))
 
 
 def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]:
@@ -435,17 +449,11 @@ def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]
     found: list[_Span] = []
     if "@" in text and "EMAIL_ADDRESS" in wanted:
         found.extend(_emails(text))
-    if len(text) < _SHORT:  # each finder scans the whole text: cheaper than finding clusters
-        if any(d in text for d in _DIGITS):
-            every = [(0, len(text))]
-            found.extend(_numeric(text, wanted, every, every, every, every, every))
+    if len(text) < _SHORT:  # one window, the whole text: cheaper than finding clusters
+        if digits := sum(map(text.count, _DIGITS)):
+            _numeric(text, wanted, [(0, len(text), digits)], found)
     elif clusters := _clusters(text):
-
-        def windows(least: int) -> _Windows:
-            return [(s, e) for s, e, n in clusters if n >= least]
-
-        found.extend(_numeric(text, wanted, windows(_MIN_CARD), windows(_MIN_IBAN), windows(_MIN_SSN),
-                              windows(_MIN_IPV4), windows(_MIN_PHONE)))
+        _numeric(text, wanted, clusters, found)
     return [Finding(entity, start, end, score) for score, start, end, entity in _resolve(found)]
 
 
