@@ -60,9 +60,12 @@ def required_clauses(pattern: re.Pattern[str]) -> tuple[Clause, ...]:
     clauses = info.clauses if info.exact is None else _clause(info.exact)
     out = []
     for strings in clauses:
-        atoms = [_atom(s) for s in strings]
-        if all(atom is not None for atom in atoms):
-            out.append(frozenset(atoms))
+        # An OR of strings, each an AND of its words: any one test per string is an OR clause
+        # that holds. The strongest test, the first and last words, and two adjacent words.
+        for choose in (_atom, _first_word, _last_word, _word_pair):
+            atoms = [choose(s) for s in strings]
+            if all(atom is not None for atom in atoms):
+                out.append(frozenset(atoms))
     return tuple(dict.fromkeys(out))
 
 
@@ -89,6 +92,7 @@ def _seq(items: list, lead: bool, trail: bool) -> _Info:
     """A sequence; ``lead``/``trail``: the characters just before / after it are separators."""
     clauses: list[frozenset[str]] = []
     chain: set[str] = {" "} if lead else {""}
+    exact = True  # every item so far matched one of a few strings
     for i, (op, av) in enumerate(items):
         before = all(s.endswith(" ") for s in chain)
         info = _item(op, av, before, _starts_sep(items, i + 1, trail))
@@ -97,15 +101,17 @@ def _seq(items: list, lead: bool, trail: bool) -> _Info:
             if len(grown) <= _EXACT_MAX:
                 chain = grown
             else:
+                exact = False
                 clauses += _clause(chain)
                 chain = set(info.exact)
             continue
+        exact = False
         clauses += _clause(chain)
         clauses += info.clauses
         chain = {" "} if _ends_sep(op, av, before) else {""}
     if trail:
         chain = {_norm(s + " ") for s in chain}
-    if not clauses:
+    if exact:
         return _Info(frozenset(chain))
     return _Info(None, tuple(clauses) + _clause(chain))
 
@@ -247,6 +253,37 @@ def _atom(s: str) -> Atom | None:
     return None if best is None else best[1]
 
 
+def _words_of(s: str) -> list[tuple[str, bool, bool]]:
+    """The letter runs of a string with whether a separator bounds each on the left / right."""
+    parts = s.split(" ")
+    return [(part, i > 0, i < len(parts) - 1) for i, part in enumerate(parts) if part]
+
+
+def _word_test(part: str, left: bool, right: bool) -> Atom | None:
+    if left and right:
+        return ("W", part)
+    return ("S", part[:5]) if left and len(part) >= 5 else None
+
+
+def _first_word(s: str) -> Atom | None:
+    words = _words_of(s)
+    return _word_test(*words[0]) if words else None
+
+
+def _last_word(s: str) -> Atom | None:
+    words = _words_of(s)
+    return _word_test(*words[-1]) if words else None
+
+
+def _word_pair(s: str) -> Atom | None:
+    """Two whole words one after the other: ("B", "ignore all")."""
+    words = _words_of(s)
+    for (first, left, _r), (second, _l, right) in zip(words, words[1:]):
+        if left and right:
+            return ("B", f"{first} {second}")
+    return None
+
+
 def _atom_strength(s: str) -> float:
     return max((score for score, _atom in _atoms(s)), default=0.0)
 
@@ -285,6 +322,7 @@ class Vocabulary:
     odd: frozenset[str]
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
+    _pairs: set[tuple[str, str]] | None = None
 
     @property
     def ascii(self) -> bool:
@@ -295,6 +333,12 @@ class Vocabulary:
         if self._spaced is None:
             self._spaced = " " + " ".join(self.words) + " "
         return self._spaced
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """Every two words one after the other (computed once, when a clause needs it)."""
+        if self._pairs is None:
+            self._pairs = set(zip(self.words, self.words[1:]))
+        return self._pairs
 
     def marks(self) -> frozenset[int]:
         """The view's distinct ASCII punctuation characters (as bytes)."""
@@ -394,6 +438,7 @@ class Gate:
         words: dict[str, list[int]] = {}
         stems: dict[str, list[int]] = {}
         slow: dict[int, tuple[tuple[frozenset[str], frozenset[int]] | None, tuple[_Check, ...]]] = {}
+        pairs: dict[int, frozenset[tuple[str, str]]] = {}  # clauses of adjacent word pairs
         self._needs: list[tuple[frozenset[int], tuple[int, ...]]] = []
         for clauses in requirements:
             needed = []
@@ -403,6 +448,8 @@ class Gate:
                     for kind, key in clause:
                         if kind in ("W", "S"):
                             (words if kind == "W" else stems).setdefault(key, []).append(number)
+                    if all(kind == "B" for kind, _key in clause):
+                        pairs[number] = frozenset(tuple(key.split(" ")) for _kind, key in clause)
                     lazy = sorted(atom for atom in clause if atom[0] in ("T", "R"))
                     if lazy:
                         checks = _checks(lazy)
@@ -414,11 +461,14 @@ class Gate:
                             frozenset(c for key in keys for c in key if isinstance(c, int)))
                         slow[number] = (rare, checks)
                 needed.append(ids[clause])
-            self._needs.append((frozenset(n for n in needed if n not in slow), tuple(n for n in needed if n in slow)))
+            # Pair clauses last: the pairs are computed only for a rule whose other clauses hold.
+            lazy_ids = [n for n in needed if n in slow] + [n for n in needed if n in pairs]
+            self._needs.append((frozenset(n for n in needed if n not in slow and n not in pairs), tuple(lazy_ids)))
         self._words = {key: tuple(numbers) for key, numbers in words.items()}
         self._stems = {key: tuple(numbers) for key, numbers in stems.items()}
         self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
         self._slow = slow
+        self._pairs = pairs
 
     def passing(self, vocab: Vocabulary, among: list[int]) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
@@ -439,6 +489,12 @@ class Gate:
                     continue
                 if number in failed:
                     break
+                if number in self._pairs:
+                    if self._pairs[number].isdisjoint(vocab.pairs()):
+                        failed.add(number)
+                        break
+                    met.add(number)
+                    continue
                 rare, checks = slow[number]
                 if (rare is None or not rare[0].isdisjoint(vocab.odd) or (rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
                         check.holds(vocab) for check in checks):
