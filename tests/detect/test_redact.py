@@ -71,6 +71,13 @@ def test_overlapping_findings_keep_the_stronger() -> None:
     assert Redactor().redact(text, findings) == "key <SECRET_1> here"
 
 
+def test_findings_in_any_order_are_redacted_in_place() -> None:
+    text = "a@b.co then 555-123-4567"
+    findings = [Finding("PHONE_NUMBER", 12, 24, 0.9), Finding("EMAIL_ADDRESS", 0, 6, 0.95)]
+    assert Redactor().redact(text, findings) == "<EMAIL_ADDRESS_1> then <PHONE_NUMBER_1>"
+    assert Redactor().redact(text, findings[::-1]) == "<EMAIL_ADDRESS_1> then <PHONE_NUMBER_1>"
+
+
 def test_mask_hides_every_character() -> None:
     redacted = _redact(Redactor("mask"), "mail bob@example.com now")
     assert redacted == "mail " + "*" * len("bob@example.com") + " now"
