@@ -9,7 +9,7 @@ find those with ``str.find`` (a C scan) and call ``.match()`` only there: the sa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
 
 __all__ = ["MAX_PREFIXES", "STARTS_PER_KB", "Starts", "first_match", "find_offsets", "literal_starts"]
@@ -24,10 +24,15 @@ MAX_PREFIXES = 64
 @dataclass(frozen=True, slots=True)
 class Starts:
     """The literal prefixes a rule's matches begin with; ``stemmed`` follow a ``\\b`` and begin
-    with five ASCII letters, so in an ASCII view they can only occur if their stem is a word's."""
+    with five ASCII letters, so in an ASCII view they can only occur if their stem is a word's.
+
+    ``behind`` lists prefixes that a match may start up to so many characters before (a narrow
+    opening like ``[1-9][- ]`` before ``year``); those are neither stemmed nor after a ``\\b``.
+    """
 
     prefixes: tuple[str, ...]
     stemmed: frozenset[str]
+    behind: dict[str, int] = field(default_factory=dict)
 
 
 def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
@@ -53,12 +58,23 @@ def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
         if at is None or len(found) + len(at) > limit:
             return _before(pattern.search(view, start, end), stop)
         found += at
+    if starts.behind:
+        found = _widen(found, starts, offsets, start)
     match = pattern.match
     for at in sorted(found):  # leftmost first: the match search would return
         hit = match(view, at, end)
         if hit is not None:
             return hit
     return None
+
+
+def _widen(found: list[int], starts: Starts, offsets: dict[str, list[int] | None], start: int) -> list[int]:
+    """Add the positions a match may start at before the prefixes found ``behind`` it."""
+    out = set(found)
+    for prefix, back in starts.behind.items():
+        for at in offsets.get(prefix) or ():
+            out.update(range(max(start, at - back), at))
+    return list(out)
 
 
 def _before(hit: re.Match[str] | None, stop: int | None) -> re.Match[str] | None:
@@ -90,44 +106,63 @@ def literal_starts(pattern: re.Pattern[str]) -> Starts | None:
         return None
     try:
         parsed = _sre.parse(pattern.pattern, pattern.flags)
-        heads = _heads(parsed)
+        heads = _heads(parsed, parsed.state)
         bounded = len(parsed) > 0 and parsed[0] == (_sre.AT, _sre.AT_BOUNDARY)
     except (TypeError, ValueError, AttributeError, IndexError, RecursionError):  # a future parser
         return None
-    if not heads or any(not head for head, _open in heads):
+    if not heads or any(not head for head, _open, _back in heads):
         return None
-    prefixes = sorted({head for head, _open in heads})
+    behind: dict[str, int] = {}
+    for head, _open, back in heads:
+        behind[head] = max(behind.get(head, 0), back)
+    prefixes = sorted(behind)
     # "do" covers "don": keep the shortest, each offset is found once.
-    kept = tuple(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
-    stemmed = {p for p in kept if bounded and len(p) >= 5 and p[:5].isascii() and p[:5].isalpha()}
-    return Starts(kept, frozenset(stemmed))
+    kept = tuple(p for p in prefixes
+                 if not any(p != q and p.startswith(q) and behind[q] >= behind[p] for q in prefixes))
+    stemmed = {p for p in kept if bounded and not behind[p] and len(p) >= 5 and p[:5].isascii() and p[:5].isalpha()}
+    return Starts(kept, frozenset(stemmed), {p: behind[p] for p in kept if behind[p]})
 
 
-def _heads(items: list) -> set[tuple[str, bool]]:  # items: a private sre parse tree (re._parser)
-    """The literal prefixes of a parsed sequence, each flagged True while still open (all literal)."""
-    heads = {("", True)}
+_NARROW = 4  # an opening this wide that holds no literal is stepped over (see Starts.behind)
+
+
+def _heads(items: list, state) -> set[tuple[str, bool, int]]:  # items: a private sre parse tree (re._parser)
+    """The literal prefixes of a parsed sequence, each flagged True while still open (all literal),
+    with how many characters before it a match may start (a narrow opening stepped over)."""
+    heads = {("", True, 0)}
     for op, av in items:
-        if not any(is_open for _head, is_open in heads):
+        if not any(is_open for _head, is_open, _back in heads):
             break
         if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):
             continue  # zero width: the prefix carries on past it
         if op is _sre.LITERAL:
-            step = {(chr(av), True)}
+            step = {(chr(av), True, 0)}
         elif op is _sre.IN and len(av) <= 8 and all(kind is _sre.LITERAL for kind, _code in av):
-            step = {(chr(code), True) for _kind, code in av}
+            step = {(chr(code), True, 0) for _kind, code in av}
         elif op is _sre.SUBPATTERN:
-            step = _heads(av[-1])
+            step = _heads(av[-1], state)
         elif op is _sre.BRANCH:
-            step = set().union(*(_heads(branch) for branch in av[1]))
+            step = set().union(*(_heads(branch, state) for branch in av[1]))
         elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
-            step = {(head, False) for head, _open in _heads(av[2])}  # one repetition, then stop
+            step = {(head, False, back) for head, _open, back in _heads(av[2], state)}  # one repetition, then stop
         elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[:2] == (0, 1):
-            step = _heads(av[2]) | {("", True)}  # "x?": with or without it
+            step = _heads(av[2], state) | {("", True, 0)}  # "x?": with or without it
         else:
-            step = {("", False)}
-        grown = {(head + more, more_open) for head, is_open in heads if is_open for more, more_open in step}
-        grown |= {(head, False) for head, is_open in heads if not is_open}
+            step = {("", False, 0)}
+        narrow = None
+        if any(not more for more, _o, _b in step):
+            low, high = _sre.SubPattern(state, [(op, av)]).getwidth()
+            narrow = high if low >= 1 and high <= _NARROW else None
+        grown: set[tuple[str, bool, int]] = set()
+        for head, is_open, back in heads:
+            if not is_open:
+                grown.add((head, False, back))
+            elif not head and narrow is not None:
+                grown.add(("", True, back + narrow))  # step over it: the match starts up to this far before
+            else:
+                for more, more_open, more_back in step:
+                    grown.add((head, False, back) if more_back and head else (head + more, more_open, back + more_back))
         if len(grown) > MAX_PREFIXES:
-            return {(head, False) for head, _open in heads}  # shorter prefixes are still exact
+            return {(head, False, back) for head, _open, back in heads}  # shorter prefixes are still exact
         heads = grown
     return heads

@@ -104,7 +104,7 @@ def _scan(
     wanted = OUTPUT_CATEGORIES if categories is None else categories & OUTPUT_CATEGORIES
     low = _lower(window)
     findings: list[OutputFinding] = []
-    tokens = set(_TOKEN.findall(low))
+    tokens = _tokens(low)
     active = {cat for cat, words in TRIGGER_WORDS.items() if cat in wanted and not words.isdisjoint(tokens)}
     if active:
         findings += _score(low, active, _Vocabulary(tokens))
@@ -116,6 +116,15 @@ def _scan(
         (OutputFinding(f.category, f.score, f.start + base, f.end + base, f.message) for f in findings),
         key=lambda f: (f.start, f.category),
     )
+
+
+# _TOKEN over a byte map: [a-z0-9] kept, every other byte (non-ASCII ones too) a space.
+_TOKEN_BYTES = bytes(c if (0x61 <= c <= 0x7A or 0x30 <= c <= 0x39) else 0x20 for c in range(256))
+
+
+def _tokens(low: str) -> set[str]:
+    """``set(_TOKEN.findall(low))`` with a C-level translate and split instead of a regex."""
+    return set(low.encode("utf-8", "surrogatepass").translate(_TOKEN_BYTES).decode("ascii").split())
 
 
 def _lower(text: str) -> str:
@@ -202,7 +211,7 @@ def _finditer(rule: _Rule, low: str, windows: list[tuple[int, int]], vocabulary:
     limit = 16 + len(low) * _STARTS_PER_KB // 1024
     found: list[int] = []
     for prefix in starts.prefixes if starts is not None else ():
-        if rule.bounded and not vocabulary.may_start(prefix):
+        if rule.bounded and prefix not in starts.behind and not vocabulary.may_start(prefix):
             continue
         at = vocabulary.offsets.get(prefix, ())
         if at == ():
@@ -213,6 +222,10 @@ def _finditer(rule: _Rule, low: str, windows: list[tuple[int, int]], vocabulary:
         found += at
     if starts is None:
         return [m for lo, hi in windows for m in rule.pattern.finditer(low, lo, hi)]
+    if starts.behind:  # a match may open a few characters before these prefixes
+        found = [*found, *(at - back for prefix, most in starts.behind.items()
+                           for at in vocabulary.offsets.get(prefix) or () for back in range(1, most + 1) if at >= back)]
+        found = list(set(found))
     found.sort()
     out = []
     match = rule.pattern.match
