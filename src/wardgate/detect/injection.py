@@ -24,7 +24,7 @@ from wardgate.detect.injection_rules import FAMILIES, RULES, Rule
 from wardgate.detect.literal_starts import first_match as _first_match
 from wardgate.detect.literal_starts import literal_starts as _starts
 from wardgate.detect.normalize import NormalizedText, fold_case, fold_leetspeak, normalize
-from wardgate.detect.prefilter import Atom, Clause, Gate, Vocabulary, literal_atom, required_clauses, vocabulary
+from wardgate.detect.prefilter import Atom, Clause, Gate, Region, Vocabulary, literal_atom, required_clauses, vocabulary
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -101,7 +101,9 @@ class HeuristicScorer:
         # Deciding that costs one split of the text into words and two set intersections,
         # whatever the number of rules; most rules never run on ordinary text.
         self._rules = rules
-        self._gate = Gate([_requirement(rule) for rule in rules])
+        # The last requirement is the decode request's (_DECODE_REQUEST): one gate pass for both.
+        self._gate = Gate([*(_requirement(rule) for rule in rules), required_clauses(_DECODE_REQUEST)])
+        self._decode_index = len(rules)
         # Rules this weak for the role cannot move a verdict: not worth running their regex.
         self._by_role = {
             tool: [position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE]
@@ -124,11 +126,11 @@ class HeuristicScorer:
             # Rules are local (bounded word gaps), so a long text is matched region by region:
             # the cost stays linear in its length. A region is two blocks; matches starting in
             # its second block are the next region's, so each block is searched once.
-            self._scan(vocab, fired, tool, norm.text, bounds)
+            _new, asks = self._scan(vocab, fired, tool, norm.text, bounds, decode=not asks_decoding)
+            asks_decoding = asks_decoding or asks
             leet = fold_leetspeak(vocab.view)
-            if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool):
+            if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool)[0]:
                 leeted = True
-            asks_decoding = asks_decoding or bool(_DECODE_GATE.passing(vocab, [0]))
         if norm.hidden:
             self._scan(vocabulary(norm.hidden), fired, tool)
         if leeted:
@@ -138,7 +140,7 @@ class HeuristicScorer:
         words = regions[0][0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab, _b in regions))
         encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
         for blob in decoded:
-            if self._scan(vocabulary(fold_case(blob.text)), fired, tool):
+            if self._scan(vocabulary(fold_case(blob.text)), fired, tool)[0]:
                 signals.append(f"{blob.encoding}_decoded")
 
         families: dict[str, float] = {}
@@ -157,9 +159,11 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, vocab: Vocabulary, fired: dict[Rule, None], tool: bool,
-              text: str | None = None, bounds: tuple[int, int | None, int] | None = None) -> bool:
-        """Add the rules that match ``vocab.view`` to ``fired``; True if any rule was new.
+    def _scan(self, vocab: Vocabulary | Region, fired: dict[Rule, None], tool: bool,
+              text: str | None = None, bounds: tuple[int, int | None, int] | None = None,
+              decode: bool = False) -> tuple[bool, bool]:
+        """Add the rules that match ``vocab.view`` to ``fired``; whether any rule was new, and
+        (with ``decode``) whether the view may ask for something to be decoded.
 
         With ``text`` and ``bounds`` (start, stop, end), ``vocab`` is that of ``text[start:end]``
         and a match must start in ``[start, stop)``: lookbehinds and ``^`` see the whole text.
@@ -171,12 +175,14 @@ class HeuristicScorer:
         view, (start, stop, end) = (vocab.view, (0, None, len(vocab.view))) if text is None or bounds is None else (text, bounds)
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
         offsets: dict[str, list[int] | None] = {}
-        for position in self._gate.passing(vocab, among):
+        passing = self._gate.passing(vocab, [*among, self._decode_index] if decode else among)
+        asks = bool(passing) and passing[-1] == self._decode_index
+        for position in passing[:-1] if asks else passing:
             rule = self._rules[position]
             if _first_match(rule.pattern, view, self._starts[position], offsets, vocab.stems, start, stop, end) is not None:
                 fired[rule] = None
                 new = True
-        return new
+        return new, asks
 
     def _decode(self, norm: NormalizedText, signals: list[str], stems: set[str] | None, words: set[str],
                 asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
@@ -216,11 +222,11 @@ _COMMON_WORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
-_BLOCK = 2048  # a region is two consecutive blocks: longer than any rule's match
+_BLOCK = 4096  # a region is two consecutive blocks: longer than any rule's match
 _CUT_REACH = 512
 
 
-def _regions(text: str) -> list[tuple[Vocabulary, tuple[int, int | None, int]]]:
+def _regions(text: str) -> list[tuple[Vocabulary | Region, tuple[int, int | None, int]]]:
     """``text`` as overlapping regions: the words of two consecutive blocks, and the region's
     bounds (start, where its own matches stop starting: its second block, None for the last; end).
 
@@ -236,7 +242,7 @@ def _regions(text: str) -> list[tuple[Vocabulary, tuple[int, int | None, int]]]:
     cuts.append(len(text))
     blocks = [vocabulary(text[start:end]) for start, end in zip(cuts, cuts[1:])]
     last = len(blocks) - 2
-    return [(first.joined(second, text[cuts[i] : cuts[i + 2]]), (cuts[i], None if i == last else cuts[i + 1], cuts[i + 2]))
+    return [(Region(text, cuts[i], cuts[i + 1], cuts[i + 2], first, second), (cuts[i], None if i == last else cuts[i + 1], cuts[i + 2]))
             for i, (first, second) in enumerate(zip(blocks, blocks[1:]))]
 
 
@@ -290,7 +296,6 @@ def _word_key(needle: str) -> str | None:
 
 
 _DECODE_STARTS = _starts(_DECODE_REQUEST)
-_DECODE_GATE = Gate([required_clauses(_DECODE_REQUEST)])
 _SHARED = HeuristicScorer()
 
 

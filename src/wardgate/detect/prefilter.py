@@ -19,10 +19,10 @@ direction: a text that the regex matches always passes it (tests check this on t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
 
-__all__ = ["Atom", "Clause", "Gate", "Vocabulary", "literal_atom", "required_clauses", "vocabulary"]
+__all__ = ["Atom", "Clause", "Gate", "Region", "Vocabulary", "literal_atom", "required_clauses", "vocabulary"]
 
 Atom = tuple[str, str]
 Clause = frozenset[Atom]
@@ -322,7 +322,8 @@ class Vocabulary:
     odd: frozenset[str]
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
-    _pairs: set[tuple[str, str]] | None = None
+    _pairs: set[str] | None = None
+    cache: dict = field(default_factory=dict)  # what gates learned about this view
 
     @property
     def ascii(self) -> bool:
@@ -334,10 +335,11 @@ class Vocabulary:
             self._spaced = " " + " ".join(self.words) + " "
         return self._spaced
 
-    def pairs(self) -> set[tuple[str, str]]:
-        """Every two words one after the other (computed once, when a clause needs it)."""
+    def pairs(self) -> set[str]:
+        """Every two words one after the other, as "first second" (computed once, when a clause
+        needs it). Strings, not tuples: thousands of tuples would wake the cyclic GC."""
         if self._pairs is None:
-            self._pairs = set(zip(self.words, self.words[1:]))
+            self._pairs = set(map(" ".join, zip(self.words, self.words[1:])))
         return self._pairs
 
     def marks(self) -> frozenset[int]:
@@ -356,10 +358,37 @@ class Vocabulary:
             return key in self.spaced()
         return key in self.view  # a run of letters is one in the view too
 
-    def joined(self, other: Vocabulary, view: str) -> Vocabulary:
-        """The vocabulary of ``view``, made of this view followed by ``other``'s."""
-        return Vocabulary(view, self.words + other.words, self.word_set | other.word_set,
-                          self.stems | other.stems, self.odd | other.odd)
+
+
+class Region:
+    """Two consecutive blocks of a text, each with its vocabulary: what a gate learns about a
+    block is reused by both regions that hold it, so a long text costs each block once. The
+    junction (a few words either side of the cut) covers what straddles it."""
+
+    def __init__(self, text: str, start: int, cut: int, end: int, first: Vocabulary, second: Vocabulary) -> None:
+        self.view = text[start:end]
+        self.first, self.second = first, second
+        self._junction_text = text[max(start, cut - _JUNCTION) : min(end, cut + _JUNCTION)]
+        self._junction: Vocabulary | None = None
+        self._stems: set[str] | None = None
+
+    @property
+    def word_set(self) -> set[str]:
+        return self.first.word_set | self.second.word_set
+
+    @property
+    def stems(self) -> set[str]:
+        if self._stems is None:
+            self._stems = self.first.stems | self.second.stems
+        return self._stems
+
+    def parts(self) -> tuple[Vocabulary, Vocabulary, Vocabulary]:
+        if self._junction is None:
+            self._junction = vocabulary(self._junction_text)
+        return self.first, self.second, self._junction
+
+
+_JUNCTION = 96  # longer than any substring a clause tests (needles, word pairs)
 
 
 _NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
@@ -438,7 +467,7 @@ class Gate:
         words: dict[str, list[int]] = {}
         stems: dict[str, list[int]] = {}
         slow: dict[int, tuple[tuple[frozenset[str], frozenset[int]] | None, tuple[_Check, ...]]] = {}
-        pairs: dict[int, frozenset[tuple[str, str]]] = {}  # clauses of adjacent word pairs
+        pairs: dict[int, frozenset[str]] = {}  # clauses of adjacent word pairs
         self._needs: list[tuple[frozenset[int], tuple[int, ...]]] = []
         for clauses in requirements:
             needed = []
@@ -449,7 +478,7 @@ class Gate:
                         if kind in ("W", "S"):
                             (words if kind == "W" else stems).setdefault(key, []).append(number)
                     if all(kind == "B" for kind, _key in clause):
-                        pairs[number] = frozenset(tuple(key.split(" ")) for _kind, key in clause)
+                        pairs[number] = frozenset(key for _kind, key in clause)
                     lazy = sorted(atom for atom in clause if atom[0] in ("T", "R"))
                     if lazy:
                         checks = _checks(lazy)
@@ -470,15 +499,14 @@ class Gate:
         self._slow = slow
         self._pairs = pairs
 
-    def passing(self, vocab: Vocabulary, among: list[int]) -> list[int]:
+    def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
-        met: set[int] = set()
-        for key in self._word_keys.intersection(vocab.word_set):
-            met.update(self._words[key])
-        for key in self._stem_keys.intersection(vocab.stems):
-            met.update(self._stems[key])
+        if isinstance(vocab, Region):
+            met = set(self._met(vocab.first))
+            met |= self._met(vocab.second)
+        else:
+            met = set(self._met(vocab))
         failed: set[int] = set()
-        slow = self._slow
         out = []
         for index in among:
             plain, lazy = self._needs[index]
@@ -489,15 +517,8 @@ class Gate:
                     continue
                 if number in failed:
                     break
-                if number in self._pairs:
-                    if self._pairs[number].isdisjoint(vocab.pairs()):
-                        failed.add(number)
-                        break
-                    met.add(number)
-                    continue
-                rare, checks = slow[number]
-                if (rare is None or not rare[0].isdisjoint(vocab.odd) or (rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
-                        check.holds(vocab) for check in checks):
+                parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
+                if any(self._holds(number, part) for part in parts):
                     met.add(number)
                 else:
                     failed.add(number)
@@ -505,3 +526,29 @@ class Gate:
             else:
                 out.append(index)
         return out
+
+    def _met(self, vocab: Vocabulary) -> frozenset[int]:
+        """The clauses a word or stem of ``vocab`` satisfies (kept on the vocabulary)."""
+        met = vocab.cache.get(self)
+        if met is None:
+            found: set[int] = set()
+            for key in self._word_keys.intersection(vocab.word_set):
+                found.update(self._words[key])
+            for key in self._stem_keys.intersection(vocab.stems):
+                found.update(self._stems[key])
+            met = vocab.cache[self] = frozenset(found)
+        return met
+
+    def _holds(self, number: int, vocab: Vocabulary) -> bool:
+        """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary)."""
+        key = (self, number)
+        held = vocab.cache.get(key)
+        if held is None:
+            if number in self._pairs:
+                held = not self._pairs[number].isdisjoint(vocab.pairs())
+            else:
+                rare, checks = self._slow[number]
+                held = (rare is None or not rare[0].isdisjoint(vocab.odd) or bool(rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
+                    check.holds(vocab) for check in checks)
+            vocab.cache[key] = held
+        return held
