@@ -159,6 +159,26 @@ def test_results_sorted_and_disjoint() -> None:
     assert all(a.end <= b.start for a, b in zip(found, found[1:]))
 
 
+_PROSE = "Please summarise the meeting notes below for the team and list the open questions. " * 3
+
+
+@pytest.mark.parametrize("size", [0, 1, 4, 64])
+def test_long_texts_find_what_short_ones_do(size: int) -> None:
+    # From 128 characters up only digit clusters are searched: the same entities, at any length.
+    entities = ["card 4111 1111 1111 1111", "SSN 536-22-1234", "call +44 20 7946 0958",
+                "host 192.168.10.20", "IBAN GB82 WEST 1234 5698 7654 32", "mail bob@example.com"]
+    text = f" {_PROSE * size} ".join(entities) + " ref 7 of 2026"
+    assert [e for e, _ in _spans(text)] == [
+        "CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "IP_ADDRESS", "IBAN_CODE", "EMAIL_ADDRESS"
+    ]
+
+
+def test_phone_in_other_scripts_digits_in_a_long_text() -> None:
+    for phone in ("+44 ２０ ７９４６ ０９５８", "+٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨"):
+        text = f"{_PROSE}call {phone} after 5 pm. {_PROSE}"
+        assert ("PHONE_NUMBER", phone) in _spans(text)
+
+
 def test_resolve_overlaps_prefers_score_then_length() -> None:
     spans = [Finding("A", 0, 10, 0.5), Finding("B", 5, 12, 0.9), Finding("C", 12, 20, 0.5),
              Finding("D", 12, 16, 0.5)]

@@ -439,8 +439,22 @@ def _numeric(text: str, wanted: frozenset[str], clusters: list[tuple[int, int, i
             found.extend(_ipv4s(text, w))
         if ":" in text:
             found.extend(_ipv6s(text))
-    if "PHONE_NUMBER" in wanted and (w := windows(_MIN_PHONE)):
-        found.extend(_phones(text, w))
+    if "PHONE_NUMBER" in wanted:
+        # Past its first character the phone pattern's \d takes any script's digits ("+８１ ３ ..."),
+        # which clusters of ASCII digits do not locate: a text that may hold them is searched whole.
+        if w := windows(_MIN_PHONE) if _latin1(text) else [(0, len(text))]:
+            found.extend(_phones(text, w))
+
+
+def _latin1(text: str) -> bool:
+    """Whether ``text`` is all Latin-1: then its only decimal digits are 0-9 (the next is U+0660)."""
+    if text.isascii():  # O(1): a flag of the str object
+        return True
+    try:
+        text.encode("latin-1")  # a copy for Latin-1 text, an early stop for any other
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]:
