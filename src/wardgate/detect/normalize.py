@@ -149,7 +149,34 @@ def _fold_mild(text: str) -> NormalizedText | None:
     character folds on its own (no combining mark, invisible, tag or look-alike letter to look at
     across characters), so a replace per distinct character does what NFKC / NFKD / NFC over the
     whole text would, for a fraction of the cost. None when some character needs the full path.
+    A long text is folded piece by piece, so its cost stays linear in the number of characters.
     """
+    changes = _mild_changes(text)
+    if changes is None:
+        return None
+    if len(changes) <= _MILD_MAX:
+        clean, folded = _apply(text, changes)
+        return NormalizedText(folded.lower(), clean, "", ())
+    if len(text) <= _MILD_PIECE:
+        return None
+    cleans, foldeds = [], []
+    for start in range(0, len(text), _MILD_PIECE):
+        piece = text[start : start + _MILD_PIECE]
+        changes = _mild_changes(piece)
+        if changes is None or len(changes) > _MILD_MAX:
+            return None
+        clean, folded = _apply(piece, changes)
+        cleans.append(clean)
+        foldeds.append(folded)
+    return NormalizedText("".join(foldeds).lower(), "".join(cleans), "", ())
+
+
+_MILD_PIECE = 4096
+
+
+def _mild_changes(text: str) -> list[tuple[str, tuple[str, str]]] | None:
+    """Each distinct non-ASCII character of ``text`` that folds to something else, with its
+    (NFKC, folded) forms; None if one needs the full path."""
     odd = set(text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass"))
     changes = []
     for char in odd:
@@ -162,15 +189,17 @@ def _fold_mild(text: str) -> NormalizedText | None:
             return None
         if fold != (char, char):
             changes.append((char, fold))
-    if len(changes) > _MILD_MAX:  # one replace each: past this, the full path is cheaper
-        return None
+    return changes
+
+
+def _apply(text: str, changes: list[tuple[str, tuple[str, str]]]) -> tuple[str, str]:
     clean, folded = text, text
     for char, (kept, lowered) in changes:
         if kept != char:
             clean = clean.replace(char, kept)
         if lowered != char:
             folded = folded.replace(char, lowered)
-    return NormalizedText(folded.lower(), clean, "", ())
+    return clean, folded
 
 
 _MILD: dict[str, tuple[str, str] | bool] = {}
