@@ -417,7 +417,7 @@ def _in_windows(pattern: re.Pattern[str], text: str, windows: _Windows, lead: in
 def _numeric(text: str, wanted: frozenset[str], clusters: list[tuple[int, int, int]], found: list[_Span]) -> None:
     """Add the numeric entities to ``found``, each finder looking in the clusters it can use."""
 
-    if len(clusters) == 1:  # a short or dense text: the whole text, no list to build per finder
+    if len(clusters) == 1:  # one window (often the whole text): no list to build per finder
         start, end, digits = clusters[0]
         one = [(start, end)]
 
@@ -440,10 +440,17 @@ def _numeric(text: str, wanted: frozenset[str], clusters: list[tuple[int, int, i
         if ":" in text:
             found.extend(_ipv6s(text))
     if "PHONE_NUMBER" in wanted:
-        # Past its first character the phone pattern's \d takes any script's digits ("+８１ ３ ..."),
-        # which clusters of ASCII digits do not locate: a text that may hold them is searched whole.
-        if w := windows(_MIN_PHONE) if _latin1(text) else [(0, len(text))]:
+        trusted = _latin1(text) or not _other_digits_near(text, clusters)
+        if w := windows(_MIN_PHONE) if trusted else [(0, len(text))]:
             found.extend(_phones(text, w))
+
+
+# Past its first character the phone pattern's \d takes any script's digits ("+８１ ３ ...",
+# "+٤٤ ٢٠ ..."), which clusters of ASCII digits neither count nor bound. Such a number's first
+# other-script digit follows a "+" or "(" by at most 3 characters, or one of the number's ASCII
+# digits by at most _GAP + 1: looking there tells whether the clusters may be trusted.
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
+_OTHER_DIGIT_LEADS = (re.compile(r"\+ ?\(?(?![0-9])\d"), re.compile(r"\(\+?(?![0-9])\d"))
 
 
 def _latin1(text: str) -> bool:
@@ -455,6 +462,15 @@ def _latin1(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _other_digits_near(text: str, clusters: list[tuple[int, int, int]]) -> bool:
+    """Whether a digit of another script than ASCII may belong to a phone number's digits."""
+    search = _OTHER_DIGIT.search
+    for start, end, _ in clusters:  # an ASCII slice (a flag, O(1)) holds no other digit
+        if not text[start : end + _GAP + 1].isascii() and search(text, start, end + _GAP + 1):
+            return True
+    return any(lead.search(text) for char, lead in zip("+(", _OTHER_DIGIT_LEADS) if char in text)
 
 
 def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]:
