@@ -105,7 +105,8 @@ def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None) -> t
     for encoding, pattern, decoder in _SHAPED[3:]:
         if encoding not in wanted or encoding == "url":
             continue
-        for match in pattern.finditer(text):
+        matches = _morse_matches(text, raw) if encoding == "morse" else pattern.finditer(text)
+        for match in matches:
             blob = _line_of(text, match) if encoding in _WHOLE_LINE else match.group()
             decoded = decoder(blob)
             if decoded and _reads_as_text(decoded) and decoded != blob:
@@ -160,6 +161,25 @@ def _long_tokens(text: str, raw: bytes) -> list[str]:
             if token not in seen and token[-1] == "=":
                 out.append(token)
                 seen.add(token)
+    return out
+
+
+def _morse_matches(text: str, raw: bytes) -> list[re.Match[str]]:
+    """``_MORSE.finditer(text)``, scanning only the runs of dots, dashes, spaces and slashes that
+    hold four code groups (in an ASCII text: a match never leaves such a run)."""
+    if not text.isascii():
+        return list(_MORSE.finditer(text))
+    shape = raw.translate(_MORSE_SHAPE)
+    out: list[re.Match[str]] = []
+    end = 0
+    for hint in _MORSE_HINT.finditer(shape):
+        if hint.start() < end:
+            continue
+        start = shape.rfind(b"x", 0, hint.start()) + 1
+        end = shape.find(b"x", hint.end())
+        end = len(shape) if end < 0 else end
+        # One character past the run, so the closing (?![\w.-]) sees what follows it.
+        out += [m for m in _MORSE.finditer(text, start, min(len(text), end + 1)) if m.end() <= end]
     return out
 
 
