@@ -105,7 +105,8 @@ def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None) -> t
     for encoding, pattern, decoder in _SHAPED[3:]:
         if encoding not in wanted or encoding == "url":
             continue
-        matches = _morse_matches(text, raw) if encoding == "morse" else pattern.finditer(text)
+        matches = (_morse_matches(text, raw) if encoding == "morse" else _nato_matches(text)
+                   if encoding == "nato" else pattern.finditer(text))
         for match in matches:
             blob = _line_of(text, match) if encoding in _WHOLE_LINE else match.group()
             decoded = decoder(blob)
@@ -181,6 +182,34 @@ def _morse_matches(text: str, raw: bytes) -> list[re.Match[str]]:
         # One character past the run, so the closing (?![\w.-]) sees what follows it.
         out += [m for m in _MORSE.finditer(text, start, min(len(text), end + 1)) if m.end() <= end]
     return out
+
+
+def _nato_matches(text: str) -> list[re.Match[str]]:
+    """``_NATO.finditer(text)``, scanning only the stretches where NATO words follow each other
+    with nothing but whitespace between (in an ASCII text, where case folding keeps offsets)."""
+    if not text.isascii():
+        return list(_NATO.finditer(text))
+    low = text.lower()
+    found: list[tuple[int, int]] = []
+    for word in _NATO_WORDS:
+        at = low.find(word)
+        while at >= 0:
+            found.append((at, at + len(word)))
+            at = low.find(word, at + 1)
+    found.sort()
+    stretches: list[tuple[int, int]] = []
+    start = end = count = 0
+    for at, stop in found:
+        if count and (at <= end or text[end:at].isspace()):
+            end, count = max(end, stop), count + 1
+            continue
+        if count >= 4:
+            stretches.append((start, end))
+        start, end, count = at, stop, 1
+    if count >= 4:
+        stretches.append((start, end))
+    # One character past each stretch, so the closing \b sees what follows it.
+    return [m for lo, hi in stretches for m in _NATO.finditer(text, lo, min(len(text), hi + 1))]
 
 
 def _tokens_around(text: str, char: str, pattern: re.Pattern[str] | None = None) -> list[str]:
