@@ -167,7 +167,8 @@ def _long_tokens(text: str, raw: bytes) -> list[str]:
 
 def _morse_matches(text: str, raw: bytes) -> list[re.Match[str]]:
     """``_MORSE.finditer(text)``, scanning only the runs of dots, dashes, spaces and slashes that
-    hold four code groups (in an ASCII text: a match never leaves such a run)."""
+    hold four code groups (a match never leaves such a run). Offsets are the byte map's, so a
+    non-ASCII text (and its Unicode spaces) goes the slow way."""
     if not text.isascii():
         return list(_MORSE.finditer(text))
     shape = raw.translate(_MORSE_SHAPE)
@@ -184,12 +185,17 @@ def _morse_matches(text: str, raw: bytes) -> list[re.Match[str]]:
     return out
 
 
+_CASE_TWINS = "\u0130\u0131\u017f\u212a"  # İ ı ſ K: (?i) matches them to i, s and k
+
+
 def _nato_matches(text: str) -> list[re.Match[str]]:
     """``_NATO.finditer(text)``, scanning only the stretches where NATO words follow each other
-    with nothing but whitespace between (in an ASCII text, where case folding keeps offsets)."""
-    if not text.isascii():
-        return list(_NATO.finditer(text))
+    with nothing but whitespace between. The words are found in the lower-cased text, where
+    offsets are the text's when no character lower-cases to two; the few non-ASCII letters that
+    ignore-case matching equates with ASCII ones send the text the slow way."""
     low = text.lower()
+    if len(low) != len(text) or (not text.isascii() and any(c in text for c in _CASE_TWINS)):
+        return list(_NATO.finditer(text))
     found: list[tuple[int, int]] = []
     for word in _NATO_WORDS:
         at = low.find(word)

@@ -118,7 +118,7 @@ class HeuristicScorer:
         tool = role == "tool"
         norm = normalize(text)
         signals = list(norm.signals)
-        fired: dict[Rule, None] = {}  # insertion-ordered set
+        fired: dict[int, Rule] = {}  # by position (a Rule's dataclass hash is costly), in order
 
         leeted = asks_decoding = False
         regions = _regions(norm.text)
@@ -144,7 +144,7 @@ class HeuristicScorer:
                 signals.append(f"{blob.encoding}_decoded")
 
         families: dict[str, float] = {}
-        for rule in fired:
+        for rule in fired.values():
             weight = rule.tool if tool else rule.user
             families[rule.family] = 1.0 - (1.0 - families.get(rule.family, 0.0)) * (1.0 - weight)
         if encoded_weight:
@@ -159,7 +159,7 @@ class HeuristicScorer:
         ordered = sorted(families, key=lambda f: (-families[f], FAMILIES.index(f)))
         return InjectionResult(round(1.0 - keep, 4), tuple(ordered), tuple(signals))
 
-    def _scan(self, vocab: Vocabulary | Region, fired: dict[Rule, None], tool: bool,
+    def _scan(self, vocab: Vocabulary | Region, fired: dict[int, Rule], tool: bool,
               text: str | None = None, bounds: tuple[int, int | None, int] | None = None,
               decode: bool = False) -> tuple[bool, bool]:
         """Add the rules that match ``vocab.view`` to ``fired``; whether any rule was new, and
@@ -170,7 +170,7 @@ class HeuristicScorer:
         """
         among = self._by_role[tool]
         if fired:
-            among = [position for position in among if self._rules[position] not in fired]
+            among = [position for position in among if position not in fired]
         new = False
         view, (start, stop, end) = (vocab.view, (0, None, len(vocab.view))) if text is None or bounds is None else (text, bounds)
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
@@ -180,7 +180,7 @@ class HeuristicScorer:
         for position in passing[:-1] if asks else passing:
             rule = self._rules[position]
             if _first_match(rule.pattern, view, self._starts[position], offsets, vocab.stems, start, stop, end) is not None:
-                fired[rule] = None
+                fired[position] = rule
                 new = True
         return new, asks
 
@@ -222,7 +222,7 @@ _COMMON_WORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "end", "following", "for", "if", "in", "is", "it", "not", "of", "on", "only", "just", "that", "the", "this", "to", "when", "with", "you", "your"]
 )
 _WORD_NEEDLE = re.compile(r"=?[a-z\u0430-\u044f\u0451 ]+")
-_BLOCK = 4096  # a region is two consecutive blocks: longer than any rule's match
+_BLOCK = 2048  # a region is two consecutive blocks: longer than any rule's match
 _CUT_REACH = 512
 
 
