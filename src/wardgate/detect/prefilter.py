@@ -519,6 +519,16 @@ class Gate:
         self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
         self._slow = slow
         self._pairs = pairs
+        # Which substring clauses a character can wake: a clause none of whose rare characters
+        # (non-ASCII, punctuation) the view holds fails without a call.
+        by_char: dict[str | int, list[int]] = {}
+        for number, (rare, _tests) in slow.items():
+            for char in (rare[0] | rare[1]) if rare is not None else ():
+                by_char.setdefault(char, []).append(number)
+        self._by_char = {char: tuple(numbers) for char, numbers in by_char.items()}
+        self._odd_keys = frozenset(c for c in by_char if isinstance(c, str))
+        self._mark_keys = frozenset(c for c in by_char if isinstance(c, int))
+        self._always = frozenset(number for number, (rare, _tests) in slow.items() if rare is None) | frozenset(pairs)
 
     def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
@@ -528,6 +538,7 @@ class Gate:
         else:
             met = set(self._met(vocab))
         failed: set[int] = set()
+        possible: set[int] | None = None
         out = []
         for index in among:
             plain, lazy = self._needs[index]
@@ -536,7 +547,9 @@ class Gate:
             for number in lazy:
                 if number in met:
                     continue
-                if number in failed:
+                if possible is None:
+                    possible = self._possible(vocab)
+                if number in failed or number not in possible:
                     break
                 parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
                 if any(self._holds(number, part) for part in parts):
@@ -547,6 +560,16 @@ class Gate:
             else:
                 out.append(index)
         return out
+
+    def _possible(self, vocab: Vocabulary | Region) -> set[int]:
+        """The lazy clauses that can hold: those a character of the view wakes, and the rest."""
+        possible = set(self._always)
+        for part in vocab.parts() if isinstance(vocab, Region) else (vocab,):
+            for char in self._odd_keys.intersection(part.odd):
+                possible.update(self._by_char[char])
+            for char in self._mark_keys.intersection(part.marks()):
+                possible.update(self._by_char[char])
+        return possible
 
     def _met(self, vocab: Vocabulary) -> frozenset[int]:
         """The clauses a word or stem of ``vocab`` satisfies (kept on the vocabulary)."""
