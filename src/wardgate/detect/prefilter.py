@@ -478,6 +478,14 @@ def _checks(atoms: list[Atom]) -> tuple[_Check, ...]:
 _FEW_PAIRS = 4
 
 
+def _key_strength(atom: Atom) -> float:
+    """How rarely an atom holds, roughly: long words are rare, common ones are not."""
+    kind, key = atom
+    if kind == "W":
+        return 0.5 if key in _COMMON else float(len(key))
+    return 5.0 if kind == "S" else 0.0
+
+
 class Gate:
     """Which of many requirements (each an AND of clauses) a vocabulary meets, for little more
     than two set intersections: clauses are numbered once, and a word present marks every
@@ -529,6 +537,24 @@ class Gate:
         self._odd_keys = frozenset(c for c in by_char if isinstance(c, str))
         self._mark_keys = frozenset(c for c in by_char if isinstance(c, int))
         self._always = frozenset(number for number, (rare, _tests) in slow.items() if rare is None) | frozenset(pairs)
+        # Each requirement is looked at only when its rarest word clause is met (or it has none):
+        # the loop runs over a few requirements, not all of them, on ordinary text.
+        strength = {number: min((_key_strength(atom) for atom in clause), default=0.0) for clause, number in ids.items()}
+        by_key: dict[int, list[int]] = {}
+        by_lazy_key: dict[int, list[int]] = {}  # no word clause: keyed by the first substring one
+        unkeyed: list[int] = []
+        for index, (plain, lazy) in enumerate(self._needs):
+            if plain:
+                by_key.setdefault(max(plain, key=strength.__getitem__), []).append(index)
+            elif lazy:
+                by_lazy_key.setdefault(lazy[0], []).append(index)
+            else:
+                unkeyed.append(index)
+        self._by_key = {number: tuple(indexes) for number, indexes in by_key.items()}
+        self._key_ids = frozenset(by_key)
+        self._by_lazy_key = {number: tuple(indexes) for number, indexes in by_lazy_key.items()}
+        self._lazy_key_ids = frozenset(by_lazy_key)
+        self._unkeyed = frozenset(unkeyed)
 
     def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
@@ -540,7 +566,14 @@ class Gate:
         failed: set[int] = set()
         possible: set[int] | None = None
         out = []
-        for index in among:
+        candidates = set(self._unkeyed)
+        for number in self._key_ids.intersection(met):
+            candidates.update(self._by_key[number])
+        if self._lazy_key_ids:
+            possible = self._possible(vocab)
+            for number in self._lazy_key_ids.intersection(possible):
+                candidates.update(self._by_lazy_key[number])
+        for index in sorted(candidates.intersection(among)):
             plain, lazy = self._needs[index]
             if not plain <= met:  # most rules stop here, on one C-level subset test
                 continue
