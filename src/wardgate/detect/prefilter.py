@@ -519,8 +519,10 @@ class Gate:
                             frozenset(c for key in keys for c in key if isinstance(c, int)))
                         slow[number] = (rare, checks)
                 needed.append(ids[clause])
-            # Pair clauses last: the pairs are computed only for a rule whose other clauses hold.
-            lazy_ids = [n for n in needed if n in slow] + [n for n in needed if n in pairs]
+            # Clauses a missing character rejects first, then other substring tests, pair clauses
+            # last: the pairs are computed only for a rule whose other clauses hold.
+            lazy_ids = ([n for n in needed if n in slow and slow[n][0] is not None]
+                        + [n for n in needed if n in slow and slow[n][0] is None] + [n for n in needed if n in pairs])
             self._needs.append((frozenset(n for n in needed if n not in slow and n not in pairs), tuple(lazy_ids)))
         self._words = {key: tuple(numbers) for key, numbers in words.items()}
         self._stems = {key: tuple(numbers) for key, numbers in stems.items()}
@@ -554,6 +556,7 @@ class Gate:
         self._key_ids = frozenset(by_key)
         self._by_lazy_key = {number: tuple(indexes) for number, indexes in by_lazy_key.items()}
         self._lazy_key_ids = frozenset(by_lazy_key)
+        self._always_keyed = frozenset(index for number in self._lazy_key_ids & self._always for index in by_lazy_key[number])
         self._unkeyed = frozenset(unkeyed)
 
     def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
@@ -571,6 +574,7 @@ class Gate:
             candidates.update(self._by_key[number])
         if self._lazy_key_ids:
             possible = self._possible(vocab)
+            candidates.update(self._always_keyed)
             for number in self._lazy_key_ids.intersection(possible):
                 candidates.update(self._by_lazy_key[number])
         for index in sorted(candidates.intersection(among)):
@@ -582,7 +586,7 @@ class Gate:
                     continue
                 if possible is None:
                     possible = self._possible(vocab)
-                if number in failed or number not in possible:
+                if number in failed or (number not in possible and number not in self._always):
                     break
                 parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
                 if any(self._holds(number, part) for part in parts):
@@ -596,7 +600,7 @@ class Gate:
 
     def _possible(self, vocab: Vocabulary | Region) -> set[int]:
         """The lazy clauses that can hold: those a character of the view wakes, and the rest."""
-        possible = set(self._always)
+        possible: set[int] = set()  # with self._always, which is not copied
         for part in vocab.parts() if isinstance(vocab, Region) else (vocab,):
             for char in self._odd_keys.intersection(part.odd):
                 possible.update(self._by_char[char])
