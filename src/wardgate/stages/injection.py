@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
 from wardgate.config.schema import InjectionPolicy
-from wardgate.detect.injection import DEFAULT_THRESHOLD, HeuristicScorer, InjectionResult, InjectionScorer
+from wardgate.detect.injection import (
+    DEFAULT_THRESHOLD,
+    HeuristicScorer,
+    InjectionResult,
+    InjectionScorer,
+)
 from wardgate.exchange import ALLOW, Exchange, Verdict
 from wardgate.scan_cache import ScanCache
 from wardgate.stages.guard import decide, note_scan, texts_of
 
 __all__ = ["Injection"]
+
+
+@functools.cache
+def _default_scorer() -> HeuristicScorer:
+    """Built once per process (~0.2 s of rule analysis) and shared by every policy and config
+    generation: it holds no per-request state, and a reload must not stall the event loop."""
+    return HeuristicScorer()
 
 
 class Injection:
@@ -20,7 +34,7 @@ class Injection:
         self._action = policy.action
         self._threshold = policy.threshold if policy.threshold is not None else DEFAULT_THRESHOLD
         self._roles = frozenset(policy.roles)
-        self._scorer = scorer or HeuristicScorer()
+        self._scorer = scorer or _default_scorer()
         # One cache per role: the same text scores differently as a user message and as a tool result.
         self._caches: dict[str, ScanCache[InjectionResult]] = {r: ScanCache() for r in self._roles}
 
