@@ -140,7 +140,10 @@ def _truncated(reply: Reply, stream: bool) -> bool:
     """A whole 2xx JSON body cut short (the connection dropped mid-body, or a broken upstream)."""
     if stream or reply.chunks is not None or reply.status >= 300:
         return False
-    body = reply.body.strip()
+    body = reply.body
+    if body[:1] == b"{" and body[-1:] == b"}":  # the usual case, without copying the body
+        return False
+    body = body.strip()
     return not (body.startswith(b"{") and body.endswith(b"}"))
 
 
