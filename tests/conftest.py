@@ -120,7 +120,10 @@ class Gateway:
     def records(self) -> list[dict[str, Any]]:
         if not self.traces.exists():
             return []
-        return [orjson.loads(line) for line in self.traces.read_bytes().splitlines() if line.strip()]
+        data = self.traces.read_bytes()
+        # The writer may be halfway through a line: only what ends in a newline is a whole record.
+        whole = data[: data.rfind(b"\n") + 1]
+        return [orjson.loads(line) for line in whole.splitlines() if line.strip()]
 
 
 @pytest.fixture

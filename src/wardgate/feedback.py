@@ -88,9 +88,10 @@ class _Last:
     ended: float
     """Wall-clock end: a request received before it is concurrent (fan-out), not a reaction to the answer."""
     head: str | None
-    """The first ``_MAX_TEXT`` characters of the last user message, in memory only, until the actor's next
-    request or eviction (at most ``max_actors`` actors). The word fingerprint is computed only when a
-    next request could be a rephrase of it: most requests start a new actor or resend the same text."""
+    """The first ``_MAX_TEXT`` characters of the last user message, in memory only, at most
+    ``rephrase_window_s`` (then swept) and for at most ``max_actors`` actors. The word fingerprint is
+    computed only when a next request could be a rephrase of it: most requests start a new actor or
+    resend the same text."""
     exact: int
     served: bool
 
@@ -151,6 +152,9 @@ class SignalTracker:
     def sweep(self, now: float | None = None) -> int:
         """Emit ``abandon`` for every error whose actor stayed silent past the deadline; return how many."""
         now = self._clock() if now is None else now
+        # Oldest first (moved to the end on every request): past the window none can be rephrased any more.
+        while self._last and now - next(iter(self._last.values())).at > self._window:
+            self._last.popitem(last=False)
         emitted = 0
         while self._deadlines and self._deadlines[0][0] <= now:
             _, actor, request_id, team = self._deadlines.popleft()

@@ -102,6 +102,23 @@ def test_abandon_after_an_error_and_silence():
     assert tracker.sweep() == 0 and tracker.owner("r3") == "t"
 
 
+def test_a_rewording_within_the_window_is_a_rephrase_and_nothing_is_kept_past_it():
+    emitted: list[dict] = []
+    now = [1000.0]
+    tracker = SignalTracker(emitted.append, rephrase_window_s=60, clock=lambda: now[0])
+    first = "how do I reset my router password when the admin page does not load"
+    tracker.observe(_exchange("r1", Outcome.SERVED, "s1", text=first))
+    now[0] += 5
+    tracker.observe(_exchange("r2", Outcome.SERVED, "s1", text=first.replace("how do I", "how can I")))
+    assert [(r["request_id"], r["source"], r["by_request_id"]) for r in emitted] == [("r1", "rephrase", "r2")]
+    tracker.observe(_exchange("r3", Outcome.SERVED, "s2", text="an unrelated question about taxes"))
+    now[0] += 61
+    assert tracker.sweep() == 0
+    assert not tracker._last  # past the window no message text is held
+    tracker.observe(_exchange("r4", Outcome.SERVED, "s1", text=first))
+    assert len(emitted) == 1
+
+
 async def test_fifty_times_the_usual_completion_is_an_anomaly(gateway):
     usual = {"prompt_tokens": 20, "completion_tokens": 6, "total_tokens": 26}
     gateway.upstream.default = Scripted(body=chat_body("fine", usage=usual))
