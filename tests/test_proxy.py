@@ -6,7 +6,9 @@ import orjson
 import pytest
 from openai import AsyncOpenAI, AuthenticationError, BadRequestError, NotFoundError, PermissionDeniedError
 
-from tests.conftest import OTHER_KEY, TEAM_KEY
+from tests.conftest import OTHER_KEY, TEAM_KEY, Gateway, gateway_yaml
+from wardgate.app import create_app
+from wardgate.config.load import load_config_text
 from tests.fakes import Scripted, chat_body, chat_chunks
 
 SPEC_FIELDS = {"schema", "request_id", "trace_id", "session_id", "time", "team", "key_id", "user", "route", "model",
@@ -195,6 +197,20 @@ async def test_unknown_route_is_404_and_traced(gateway):
     health = await gateway.client.get("/healthz")
     assert health.status == 200 and (await gateway.client.get("/readyz")).status == 200
     assert all(r["route"] not in ("/healthz", "/readyz") for r in gateway.records())
+
+
+async def test_an_upstream_cookie_is_never_sent_on_a_later_request(aiohttp_client, fake_upstream, tmp_path):
+    # By name, not by IP: aiohttp's default cookie jar ignores cookies from IP addresses.
+    url = fake_upstream.url.replace("127.0.0.1", "localhost")
+    client = await aiohttp_client(create_app(load_config_text(gateway_yaml(url, tmp_path / "t.jsonl"), env={})),
+                                  server_kwargs={"host": "127.0.0.1"})
+    gw = Gateway(client, fake_upstream, tmp_path / "t.jsonl")
+    fake_upstream.then(Scripted(body=chat_body("hi"), headers={"Set-Cookie": "session=team-search-secret; Path=/"}))
+    msgs = [{"role": "user", "content": "x"}]
+    for _ in range(2):
+        await sdk(gw).chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    assert len(fake_upstream.received) == 2
+    assert all("cookie" not in {k.lower() for k in r["headers"]} for r in fake_upstream.received)
 
 
 async def test_upstream_failure_is_retried_then_502(gateway):

@@ -73,7 +73,10 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     limit = _pool_size(config)
     per_host = max((u.max_connections for u in config.upstreams.values()), default=100)
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, raise_for_status=False)
+    # No cookie jar: a Set-Cookie from an upstream must never ride along on another team's request
+    # (and the jar's per-request filtering is work a proxy does not need).
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, raise_for_status=False,
+                                    cookie_jar=aiohttp.DummyCookieJar())
     app[_SESSION] = session
     app[GENERATION] = make_generation(app[_GENERATION_NUMBER], config, session, app[_SERVICES])
     yield
