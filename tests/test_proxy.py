@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from openai import AsyncOpenAI, AuthenticationError, BadRequestError, NotFoundError, PermissionDeniedError
+from openai import (
+    AsyncOpenAI,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
 from tests.conftest import OTHER_KEY, TEAM_KEY, Gateway, gateway_yaml
+from tests.fakes import Scripted, chat_body, chat_chunks
 from wardgate.app import create_app
 from wardgate.config.load import load_config_text
-from tests.fakes import Scripted, chat_body, chat_chunks
 
 SPEC_FIELDS = {"schema", "request_id", "trace_id", "session_id", "time", "team", "key_id", "user", "route", "model",
                "upstream", "upstream_model", "stream", "status", "outcome", "verdicts", "redactions", "usage",

@@ -24,9 +24,9 @@ from wardgate.proxy import handle_api, handle_models, handle_unknown
 from wardgate.recorder import Recorder
 from wardgate.reload import RELOADER, setup_reload
 from wardgate.runtime import Generation, Services
-from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.sinks import SinkWriter, build_sink
 from wardgate.stages import default_stages, front_stages
+from wardgate.state import MemoryStateStore, RedisStateStore, StateStore
 from wardgate.upstream import Upstreams
 
 __all__ = ["build_pipeline", "create_app", "make_generation"]
