@@ -11,6 +11,7 @@ is flagged likewise. Flags never block (issue 5); they are verdicts with ``Actio
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -33,8 +34,12 @@ class _Series:
     median: float = 0.0
     scale: float = 1.0
     stale: int = 1_000_000  # forces a first computation
+    high: float = math.inf
+    """Below this a value cannot be high (both the z-score and the ratio test say so): no judging."""
+    low: float = -math.inf
+    """Above this a value cannot be low."""
 
-    def refresh(self, figure: str, every: int) -> None:
+    def refresh(self, figure: str, every: int, z: float, ratio: float) -> None:
         self.stale += 1
         if self.stale < every:
             return
@@ -43,6 +48,9 @@ class _Series:
         centre = self.median
         mad = _median(sorted([abs(v - centre) for v in self.values]))
         self.scale = max(mad * _MAD_TO_SIGMA, 0.05 * abs(self.median), _MIN_SCALE[figure])
+        floor = _MIN_SCALE[figure]
+        self.high = max(centre + z * self.scale, ratio * max(centre, floor))
+        self.low = centre - z * self.scale if figure in _TWO_SIDED else -math.inf
 
 
 def _median(ordered: list[float]) -> float:
@@ -110,8 +118,9 @@ class AnomalyDetector:
             series = self._series[key] = _Series(deque(maxlen=self._window))
         verdict = None
         if len(series.values) >= self._min_history:
-            series.refresh(figure, self._every)
-            verdict = self._judge(figure, value, series)
+            series.refresh(figure, self._every, self._z, self._ratio)
+            if not series.low < value < series.high:  # most values: two comparisons, no judging
+                verdict = self._judge(figure, value, series)
         series.values.append(value)
         return verdict
 
