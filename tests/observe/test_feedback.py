@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from collections import deque
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OTHER_KEY, TEAM_KEY
 from tests.fakes import Scripted, chat_body
-from wardgate.anomaly import AnomalyDetector
+from wardgate.anomaly import FIGURES, AnomalyDetector, _Series
 from wardgate.exchange import Exchange, Outcome
 from wardgate.feedback import SignalTracker
 
@@ -153,3 +155,16 @@ def test_session_token_acceleration_is_flagged_once():
         codes.append([v.code for v in detector.check(ex, 10.0)])
     flagged = [n for n, c in enumerate(codes) if "anomaly.session_tokens" in c]
     assert flagged == [8]  # 400+900+2000 against 130+150+140; then it re-arms instead of repeating
+
+
+def test_the_cheap_threshold_gate_never_skips_a_value_the_full_judgement_would_flag():
+    detector, rng = AnomalyDetector(), random.Random(7)
+    for _ in range(400):
+        figure = rng.choice(FIGURES)
+        base = rng.choice([0, 0.5, 5, 100, 1e-5, 3000])
+        spread = base * rng.choice([0, 0.01, 0.3, 1]) + rng.choice([0, 1e-6, 1])
+        series = _Series(deque((max(0.0, rng.gauss(base, spread)) for _ in range(rng.randint(20, 256))), maxlen=256))
+        series.refresh(figure, 1, detector._z, detector._ratio)
+        for value in (0.0, base, base * rng.uniform(0, 100), rng.uniform(0, 1e4), base / rng.uniform(1, 100)):
+            if detector._judge(figure, value, series) is not None:
+                assert not series.low < value < series.high, (figure, value, series)
