@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from typing import Any
 
 import pytest
 from openai import AsyncOpenAI, RateLimitError
@@ -20,10 +22,10 @@ USAGE = {"prompt_tokens": PROMPT, "completion_tokens": MAX_TOKENS, "total_tokens
 
 
 async def make(make_gateway, budgets: str, user_budgets: str = "[]", state: str = "{backend: memory}",
-               policy: str = "{loops: {action: off}}"):
+               policy: str = "{loops: {action: off}}", clock: Any = None):
     """The team ``search`` with these budgets; loop guards off (these tests repeat one request)."""
     gw = await make_gateway(extra=f"state: {state}\n", policy=policy,
-                            team_overrides={"budgets": budgets, "user_budgets": user_budgets})
+                            team_overrides={"budgets": budgets, "user_budgets": user_budgets}, clock=clock)
     gw.upstream.default = Scripted(body=chat_body("ok", usage=USAGE))
     return gw
 
@@ -117,13 +119,14 @@ async def test_client_disconnect_mid_stream_settles_what_was_delivered(make_gate
 
 
 async def test_rate_limit_is_smooth(make_gateway):
-    gw = await make(make_gateway, "[{window: minute, requests: 120}]")
+    clock = _Clock(time.time())  # the requests' arrival time: a slow machine must not refill the bucket
+    gw = await make(make_gateway, "[{window: minute, requests: 120}]", clock=clock)
     statuses = [await _one(gw) for _ in range(121)]
     assert statuses[:120] == [(200, None)] * 120 and statuses[120] == (429, "rate_limited")
     with pytest.raises(RateLimitError) as info:
         await client(gw).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS)
     assert info.value.code == "rate_limited" and info.value.response.headers["retry-after"] == "1"
-    await asyncio.sleep(0.55)  # 120/min refills one request every 0.5 s: one more, not a whole window
+    clock.now += 0.55  # 120/min refills one request every 0.5 s: one more, not a whole window
     assert await _one(gw) == (200, None)
     assert (await _one(gw))[0] == 429
 
