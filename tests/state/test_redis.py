@@ -42,7 +42,9 @@ async def replicas(redis_url: str, prefix: str) -> AsyncIterator[Callable[[], Re
     made: list[RedisStateStore] = []
 
     def make() -> RedisStateStore:
-        made.append(RedisStateStore.from_url(redis_url, prefix=prefix))
+        # Three "replicas" share this test's one event loop: up to 192 connects at once, which can take
+        # longer than the production 0.5 s connect budget of one process on a loaded machine.
+        made.append(RedisStateStore.from_url(redis_url, prefix=prefix, connect_timeout_s=5.0, socket_timeout_s=5.0))
         return made[-1]
 
     yield make
