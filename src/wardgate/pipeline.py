@@ -36,12 +36,19 @@ def _failure(stage: Stage, exc: BaseException) -> Verdict:
                    message=f"the {stage.name} guardrail is unavailable", score=None)
 
 
+def _plan(stages: Sequence[Stage]) -> tuple[tuple[Stage, bool], ...]:
+    return tuple((stage, getattr(stage, "responds", True)) for stage in stages)
+
+
 class Pipeline:
     """``front`` stages run for every request (they find the team and its policy); then the policy's."""
 
     def __init__(self, front: Sequence[Stage], by_policy: Mapping[str | None, Sequence[Stage]]) -> None:
         self.front = tuple(front)
         self.by_policy = {name: tuple(stages) for name, stages in by_policy.items()}
+        # Each stage with whether it has a response phase, read once here rather than per request.
+        self._front_plan = _plan(self.front)
+        self._plans = {name: _plan(stages) for name, stages in self.by_policy.items()}
 
     def _record(self, ex: Exchange, stage: Stage, phase: str, started: float, verdict: Verdict) -> Verdict:
         ex.spans.append(Span(stage.name, phase, (time.perf_counter() - started) * 1000.0, verdict.action))
@@ -65,15 +72,15 @@ class Pipeline:
 
     async def run_request(self, ex: Exchange) -> Verdict:
         """Run request phases in order; stop at the first block and return it."""
-        for stage in self.front:
-            if getattr(stage, "responds", True):
+        verdict = await self._requests(ex, self._front_plan)
+        if verdict.blocks:
+            return verdict
+        return await self._requests(ex, self._plans.get(ex.team.policy if ex.team else None, ()))  # team known now
+
+    async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool], ...]) -> Verdict:
+        for stage, responds in plan:
+            if responds:
                 ex.stages_ran.append(stage)  # the stages whose response phase runs, in reverse
-            verdict = await self._run(ex, stage, "request")
-            if verdict.blocks:
-                return verdict
-        for stage in self.by_policy.get(ex.team.policy if ex.team else None, ()):  # the team is known now
-            if getattr(stage, "responds", True):
-                ex.stages_ran.append(stage)
             verdict = await self._run(ex, stage, "request")
             if verdict.blocks:
                 return verdict

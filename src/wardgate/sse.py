@@ -19,11 +19,6 @@ async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list
         buffer = buffer + chunk if buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        if buffer.endswith(b"\n\n") and buffer.find(b"\n\n") == len(buffer) - 2:
-            if len(buffer) > 2:  # the usual chunk: exactly one whole event
-                yield [buffer[:-2]]
-            buffer = b""
-            continue
         parts = buffer.split(b"\n\n")
         buffer = parts.pop()
         events = [p for p in parts if p]

@@ -21,20 +21,14 @@ from wardgate.state import (
     Window,
 )
 
-from .test_contract import NOW, TEAM, rid, state_of
+from .test_contract import NOW, TEAM, _drop_prefix, rid, state_of
 
 
 @pytest.fixture
 async def prefix(redis_url: str) -> AsyncIterator[str]:
     name = f"wgtest-{uuid.uuid4().hex[:10]}"
     yield name
-    client = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await _drop_prefix(redis_url, name)
 
 
 @pytest.fixture

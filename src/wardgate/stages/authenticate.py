@@ -15,9 +15,6 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-_MAX_ACCEPTED = 100_000
-
-
 def _refuse(message: str) -> Verdict:
     return Verdict(Action.BLOCK, code="auth.invalid_key", message=message, status=401, error_code="invalid_api_key")
 
@@ -25,7 +22,6 @@ def _refuse(message: str) -> Verdict:
 class Authenticate:
     name = "authenticate"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, config: Config) -> None:
         self._by_digest: dict[str, tuple[str, TeamConfig, KeyConfig]] = {}
@@ -37,8 +33,8 @@ class Authenticate:
                 self._by_digest[digest] = (team_name, team, key)
         self._accepted: dict[str, tuple[str, TeamConfig, KeyConfig]] = {}
         """Keys already seen to be valid, as presented: a sha256 per request costs more than the rest of
-        this stage. Only valid keys enter (at most one per configured key), so a flood of wrong keys
-        cannot grow it; it lives as long as this config generation."""
+        this stage. Only valid keys enter, at most one per configured key (equal digests mean equal keys),
+        so a flood of wrong keys cannot grow it; it lives as long as this config generation."""
 
     async def on_request(self, ex: Exchange) -> Verdict:
         header = ex.headers.get("authorization") or ""
@@ -54,8 +50,7 @@ class Authenticate:
             expected = digest if found else "0" * 64
             if found is None or not hmac.compare_digest(digest, expected):
                 return _refuse("invalid API key")
-            if len(self._accepted) < _MAX_ACCEPTED:
-                self._accepted[token] = found
+            self._accepted[token] = found
         ex.team_name, ex.team, ex.key = found
         ex.api_key = token
         team = ex.team

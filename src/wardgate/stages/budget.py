@@ -92,15 +92,11 @@ class Budget:
         self._session_tokens = policy.loops.max_session_tokens if policy.loops.action != "off" else None
         self._session_usd = policy.loops.max_session_usd if policy.loops.action != "off" else None
         self._team_limits = {name: _limits(f"team:{name}", team.budgets) for name, team in config.teams.items()}
-        self._teams = tuple(config.teams.values())
+        self.active = bool(self._session_tokens or self._session_usd or any(self._team_limits.values())
+                           or any(team.key_budgets or team.user_budgets for team in config.teams.values()))
+        """False when no team has any budget and the policy caps no session: the stage would never count."""
         self._counts: dict[str, ScanCache[int]] = {}
         """Token counts per message text, per upstream model."""
-
-    @property
-    def active(self) -> bool:
-        """False when no team has any budget and the policy caps no session: the stage would never count."""
-        return bool(self._session_tokens or self._session_usd or any(self._team_limits.values())
-                    or any(team.key_budgets or team.user_budgets for team in self._teams))
 
     def _applies(self, ex: Exchange, team: TeamConfig) -> bool:
         return bool(self._team_limits.get(ex.team_name or "") or (ex.key is not None and team.key_budgets)

@@ -28,7 +28,6 @@ def _default_scorer() -> HeuristicScorer:
 class Injection:
     name = "injection"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, policy: InjectionPolicy, scorer: InjectionScorer | None = None) -> None:
         self._action = policy.action

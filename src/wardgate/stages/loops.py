@@ -64,7 +64,6 @@ def _request_digest(body: dict[str, Any]) -> str:
 class Loops:
     name = "loops"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, policy: LoopsPolicy, store: StateStore, fail_open: bool) -> None:
         self._policy = policy

@@ -173,7 +173,6 @@ def _tags(header: str) -> dict[str, str]:
 class Parse:
     name = "parse"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, config: Config) -> None:
         self._max_depth = config.server.max_json_depth

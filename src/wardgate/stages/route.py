@@ -11,7 +11,6 @@ __all__ = ["Route"]
 class Route:
     name = "route"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, config: Config) -> None:
         self._models = config.models

@@ -23,7 +23,6 @@ def _mask(text: str, findings: list[Finding]) -> str:
 class Secrets:
     name = "secrets"
     responds = False
-    """``on_response`` does nothing: the pipeline skips it (no coroutine, no span)."""
 
     def __init__(self, policy: SecretsPolicy) -> None:
         self._action = policy.action
