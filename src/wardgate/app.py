@@ -51,7 +51,10 @@ def make_generation(number: int, config: Config, session: aiohttp.ClientSession,
 
 def _state_store(config: Config) -> StateStore:
     if config.state.backend == "redis":
-        return RedisStateStore.from_url(config.state.redis_url, prefix=config.state.key_prefix)
+        state = config.state
+        return RedisStateStore.from_url(state.redis_url, prefix=state.key_prefix, connect_timeout_s=state.timeout_s,
+                                        socket_timeout_s=state.timeout_s,
+                                        pool_timeout_s=state.timeout_s, max_connections=state.max_connections)
     return MemoryStateStore()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
@@ -62,3 +64,27 @@ async def test_open_serves_and_flags_while_redis_is_down(make_gateway, redis_pro
     resp, _ = await _post(gw)
     record = await gw.trace(resp.headers["x-wardgate-request-id"])
     assert resp.status == 200 and record["extra"]["budget"]["store"] == "primary"
+
+
+async def test_a_hung_redis_is_an_outage_after_state_timeout_s(make_gateway):
+    """A Redis that accepts connections and never answers: refused after ``state.timeout_s``, not hung."""
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        state = f"{{backend: redis, redis_url: 'redis://127.0.0.1:{port}/0', timeout_s: 0.3, on_error: closed}}"
+        gw = await make_gateway(extra=f"state: {state}\n", team_overrides={"budgets": "[{window: day, tokens: 100000}]"})
+        started = time.monotonic()
+        resp, payload = await _post(gw)
+        elapsed = time.monotonic() - started
+        assert resp.status == 503 and payload["error"]["code"] == "state_unavailable"
+        assert elapsed < 2.5  # the 3 s default would not be done by now
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()

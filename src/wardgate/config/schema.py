@@ -189,6 +189,13 @@ class StateConfig(_Frozen):
     reservation_ttl_s: float = Field(900.0, gt=0)
     key_prefix: str = Field("wg", pattern=r"^[A-Za-z0-9_.:-]+$")
     """Prefix of every Redis key, so several gateways (or test runs) can share one Redis."""
+    timeout_s: float = Field(3.0, gt=0)
+    """How long one Redis call may wait for a pooled connection, a new connection's connect, and then its
+    reply, each, before the call counts as a state outage (``on_error`` decides). Wall time of a busy event
+    loop counts too: a burst of hundreds of concurrent requests needs more than Redis's own sub-millisecond
+    latency, most of all at start, when the pool's connections are opened all at once."""
+    max_connections: int = Field(64, gt=0)
+    """Redis connections per process; past this a call waits (up to ``timeout_s``) for a free one."""
 
 
 class JsonlSink(_Frozen):

@@ -134,6 +134,7 @@ class Budget:
             result = await self._store.reserve(ex.team_name, ex.request_id, charges, self._ttl, now=ex.received)
         except StateUnavailable as exc:
             if not self._fail_open:
+                _log.warning("state_unavailable", request_id=ex.request_id, error=str(exc))
                 return Verdict(Action.BLOCK, code="budget.state_unavailable", status=503, error_code="state_unavailable",
                                message="the budget store is unreachable; refusing (state.on_error: closed)")
             _log.warning("state_unavailable_fail_open", request_id=ex.request_id, error=str(exc))

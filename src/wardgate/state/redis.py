@@ -137,9 +137,9 @@ class RedisStateStore:
         *,
         prefix: str = "wg",
         connect_timeout_s: float = 0.5,
-        socket_timeout_s: float = 1.0,
+        socket_timeout_s: float = 3.0,
         max_connections: int = 64,
-        pool_timeout_s: float = 2.0,
+        pool_timeout_s: float = 3.0,
     ) -> RedisStateStore:
         """A store with its own client; ``close()`` closes it."""
         # A blocking pool: past max_connections a call waits for a free connection (the default pool
