@@ -322,7 +322,6 @@ class Vocabulary:
     odd: frozenset[str]
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
-    _pairs: set[str] | None = None
     _view_bytes: bytes | None = None
     _spaced_bytes: bytes | None = None
     cache: dict = field(default_factory=dict)  # what gates learned about this view
@@ -347,13 +346,6 @@ class Vocabulary:
         if self._spaced_bytes is None:
             self._spaced_bytes = self.spaced().encode("utf-8", "surrogatepass")
         return self._spaced_bytes
-
-    def pairs(self) -> set[str]:
-        """Every two words one after the other, as "first second" (computed once, when a clause
-        needs it). Strings, not tuples: thousands of tuples would wake the cyclic GC."""
-        if self._pairs is None:
-            self._pairs = set(map(" ".join, zip(self.words, self.words[1:])))
-        return self._pairs
 
     def marks(self) -> frozenset[int]:
         """The view's distinct ASCII punctuation characters (as bytes)."""
@@ -443,9 +435,12 @@ class _Check:
     spaced: bool  # tested on the spaced form, not the view
     literal: str | bytes | None  # bytes when ASCII: searched in the UTF-8 form, a faster scan
     pattern: re.Pattern | None  # several literals opening with one character: one C scan
+    words: frozenset[str] = frozenset()  # whole words every string it looks for holds: a set test first
 
     def holds(self, vocab: Vocabulary) -> bool:
         if not self.odd <= vocab.odd or (self.marks and not self.marks <= vocab.marks()):
+            return False
+        if self.words and not self.words <= vocab.word_set:  # a substring search costs µs per KB
             return False
         if isinstance(self.literal if self.pattern is None else self.pattern.pattern, str):
             target: str | bytes = vocab.spaced() if self.spaced else vocab.view
@@ -466,16 +461,28 @@ def _checks(atoms: list[Atom]) -> tuple[_Check, ...]:
         if len(keys) >= 3:
             alternation = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
             pattern = re.compile(alternation.encode("ascii") if alternation.isascii() else alternation)
-            checks.append(_Check(odd, marks, spaced, None, pattern))
+            words = frozenset.intersection(*(_whole_words(key, spaced) for key in keys))
+            checks.append(_Check(odd, marks, spaced, None, pattern, words))
         else:
             checks += [_Check(frozenset(c for c in key if ord(c) > 0x7F),
                               frozenset(key.encode("utf-8").translate(None, _NOT_MARKS)), spaced,
-                              key.encode("ascii") if key.isascii() else key, None)
+                              key.encode("ascii") if key.isascii() else key, None, _whole_words(key, spaced))
                        for key in keys]
     return tuple(checks)
 
 
-_FEW_PAIRS = 4
+def _two_words(key: str) -> tuple[str, str]:
+    first, second = key.split(" ")  # a "B" atom is two words (_word_pair)
+    return first, second
+
+
+def _whole_words(key: str, spaced: bool) -> frozenset[str]:
+    """The words ``key`` holds whole (a space either side) when tested on the spaced form: a view
+    whose spaced form holds ``key`` has each of them among its words. Nothing for the raw view."""
+    if not spaced:
+        return frozenset()
+    parts = key.split(" ")
+    return frozenset(part for part in parts[1:-1] if part)
 
 
 def _key_strength(atom: Atom) -> float:
@@ -496,7 +503,7 @@ class Gate:
         words: dict[str, list[int]] = {}
         stems: dict[str, list[int]] = {}
         slow: dict[int, tuple[tuple[frozenset[str], frozenset[int]] | None, tuple[_Check, ...]]] = {}
-        pairs: dict[int, frozenset[str]] = {}  # clauses of adjacent word pairs
+        pairs: dict[int, tuple[tuple[str, str, bytes], ...]] = {}  # clauses of adjacent word pairs
         self._needs: list[tuple[frozenset[int], tuple[int, ...]]] = []
         for clauses in requirements:
             needed = []
@@ -507,7 +514,7 @@ class Gate:
                         if kind in ("W", "S"):
                             (words if kind == "W" else stems).setdefault(key, []).append(number)
                     if all(kind == "B" for kind, _key in clause):
-                        pairs[number] = frozenset(key for _kind, key in clause)
+                        pairs[number] = tuple(sorted((*_two_words(key), f" {key} ".encode("utf-8")) for _kind, key in clause))
                     lazy = sorted(atom for atom in clause if atom[0] in ("T", "R"))
                     if lazy:
                         checks = _checks(lazy)
@@ -626,12 +633,13 @@ class Gate:
         held = vocab.cache.get(key)
         if held is None:
             if number in self._pairs:
-                pairs = self._pairs[number]
-                if len(pairs) <= _FEW_PAIRS and vocab._pairs is None:  # a few searches beat the whole set
-                    spaced = vocab.spaced_bytes()
-                    held = any(f" {pair} ".encode("utf-8") in spaced for pair in pairs)
-                else:
-                    held = not pairs.isdisjoint(vocab.pairs())
+                # Both words must be among the view's (a set test); only then is adjacency searched.
+                words = vocab.word_set
+                held = False
+                for first, second, needle in self._pairs[number]:
+                    if first in words and second in words and needle in vocab.spaced_bytes():
+                        held = True
+                        break
             else:
                 rare, checks = self._slow[number]
                 held = (rare is None or not rare[0].isdisjoint(vocab.odd) or bool(rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
