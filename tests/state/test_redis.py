@@ -200,3 +200,56 @@ async def test_a_peer_that_is_not_redis_is_unavailable(reply: bytes) -> None:
         done.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_concurrent_calls_share_pipelines_and_keep_their_own_replies(redis_url: str, prefix: str) -> None:
+    """Calls made in one loop turn go to Redis as one pipeline; each caller still gets its own answer,
+    and a cap shared by all of them holds exactly."""
+    store = RedisStateStore.from_url(redis_url, prefix=prefix)
+    cap = Limit("team:search", Window.DAY, Unit.REQUESTS, 40)
+    try:
+        results = await asyncio.gather(*[store.reserve(TEAM, rid(), [Charge(cap, 1)], ttl_s=60, now=NOW)
+                                         for _ in range(100)])
+        counts = await asyncio.gather(*[store.hit_many(TEAM, [f"k{i % 5}"], 60, now=NOW) for i in range(50)])
+        assert sum(r.ok for r in results) == 40
+        assert sorted(c[0] for c in counts) == sorted(n for _ in range(5) for n in range(1, 11))
+        batcher = store._batcher
+        assert batcher is not None and batcher.calls == 150 and batcher.batches < 20
+        assert (await store.snapshot(TEAM, now=NOW))[0].reserved == 40
+    finally:
+        await store.close()
+
+
+async def test_a_batch_after_a_script_flush_reloads_the_scripts(redis_url: str, prefix: str) -> None:
+    store = RedisStateStore.from_url(redis_url, prefix=prefix)
+    admin = Redis.from_url(redis_url)
+    try:
+        await store.hit(TEAM, "warm", 60)
+        await admin.script_flush()  # a Redis restart forgets the loaded scripts
+        counts = await asyncio.gather(*[store.hit_many(TEAM, ["same"], 60, now=NOW) for _ in range(8)])
+        assert sorted(c[0] for c in counts) == list(range(1, 9))
+    finally:
+        await admin.aclose()
+        await store.close()
+
+
+async def test_a_batch_to_an_unreachable_redis_fails_every_call(prefix: str) -> None:
+    store = RedisStateStore.from_url("redis://127.0.0.1:1/0", prefix=prefix)
+    try:
+        results = await asyncio.gather(*[store.hit(TEAM, f"k{i}", 60) for i in range(6)], return_exceptions=True)
+        assert all(isinstance(r, StateUnavailable) for r in results)
+    finally:
+        await store.close()
+
+
+async def test_a_caller_cancelled_before_its_batch_leaves_is_not_sent(redis_url: str, prefix: str) -> None:
+    store = RedisStateStore.from_url(redis_url, prefix=prefix)
+    try:
+        calls = [asyncio.ensure_future(store.hit(TEAM, "c", 60, now=NOW)) for _ in range(6)]
+        await asyncio.sleep(0)
+        calls[0].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert sorted(results[1:]) == [1, 2, 3, 4, 5]  # cancelled before the batch left: never sent
+    finally:
+        await store.close()
