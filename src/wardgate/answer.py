@@ -46,7 +46,7 @@ def _responses_output(resp: Response, output: Any) -> None:
         if item.get("type") == "message":
             for part in item.get("content") or ():
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    resp.text += part["text"]
+                    resp.append_text(part["text"])
         elif item.get("type") == "function_call":
             call = _tool_call(resp, len(resp.tool_calls))
             call.id, call.name = item.get("call_id"), str(item.get("name", ""))
@@ -84,7 +84,7 @@ def absorb_chunk(resp: Response, chunk: dict[str, Any]) -> str:
     kind = chunk.get("type")
     if isinstance(kind, str):  # Responses API events
         if kind == "response.output_text.delta" and isinstance(chunk.get("delta"), str):
-            resp.text += chunk["delta"]
+            resp.append_text(chunk["delta"])
             return chunk["delta"]
         if kind == "response.completed" and isinstance(chunk.get("response"), dict):
             resp.usage = normalize_usage(chunk["response"].get("usage")) or resp.usage
@@ -114,5 +114,5 @@ def absorb_chunk(resp: Response, chunk: dict[str, Any]) -> str:
                 call.arguments += str(fn.get("arguments") or "")
         elif isinstance(choice.get("text"), str):  # legacy completions
             new += choice["text"]
-    resp.text += new
+    resp.append_text(new)
     return new

@@ -113,21 +113,48 @@ class DeltaFilter(Protocol):
     def flush(self, channel: str) -> str: ...
 
 
-@dataclass(slots=True)
 class Response:
     """What the upstream answered, as far as it is known."""
 
-    status: int | None = None
-    text: str = ""
-    """The answer text so far (first choice), as the client sees it."""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    usage: dict[str, int] | None = None
-    finish_reason: str | None = None
-    complete: bool = False
-    """True once the whole answer is known (non-streaming, or the stream ended)."""
-    body: dict[str, Any] | None = None
-    """The parsed non-streaming body, which output stages may rewrite."""
-    body_changed: bool = False
+    __slots__ = ("_more", "_text", "body", "body_changed", "complete", "finish_reason", "status", "tool_calls", "usage")
+
+    def __init__(self, status: int | None = None, text: str = "", tool_calls: list[ToolCall] | None = None,
+                 usage: dict[str, int] | None = None, finish_reason: str | None = None, complete: bool = False,
+                 body: dict[str, Any] | None = None, body_changed: bool = False) -> None:
+        self.status = status
+        self._text = text
+        self._more: list[str] = []  # streamed pieces not yet joined into _text
+        self.tool_calls = tool_calls if tool_calls is not None else []
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.complete = complete
+        """True once the whole answer is known (non-streaming, or the stream ended)."""
+        self.body = body
+        """The parsed non-streaming body, which output stages may rewrite."""
+        self.body_changed = body_changed
+
+    @property
+    def text(self) -> str:
+        """The answer text so far (first choice), as the client sees it."""
+        if self._more:
+            self._text += "".join(self._more)
+            self._more.clear()
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._text = value
+        self._more.clear()
+
+    def append_text(self, piece: str) -> None:
+        """Add streamed text. Pieces are joined when the text is read: ``text += piece`` per token
+        would copy the whole answer each time (16,000 tokens: 11 ms of CPU, against 0.8 ms)."""
+        if piece:
+            self._more.append(piece)
+
+    def __repr__(self) -> str:
+        return (f"Response(status={self.status!r}, text={self.text!r}, tool_calls={self.tool_calls!r}, "
+                f"usage={self.usage!r}, finish_reason={self.finish_reason!r}, complete={self.complete!r})")
 
 
 @dataclass(slots=True)
