@@ -19,6 +19,7 @@ direction: a text that the regex matches always passes it (tests check this on t
 from __future__ import annotations
 
 import re
+from itertools import chain
 from dataclasses import dataclass, field
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
 
@@ -500,8 +501,6 @@ class Gate:
 
     def __init__(self, requirements: list[tuple[Clause, ...]]) -> None:
         ids: dict[Clause, int] = {}
-        words: dict[str, list[int]] = {}
-        stems: dict[str, list[int]] = {}
         slow: dict[int, tuple[tuple[frozenset[str], frozenset[int]] | None, tuple[_Check, ...]]] = {}
         pairs: dict[int, tuple[tuple[str, str, bytes], ...]] = {}  # clauses of adjacent word pairs
         self._needs: list[tuple[frozenset[int], tuple[int, ...]]] = []
@@ -510,9 +509,6 @@ class Gate:
             for clause in clauses:
                 if clause not in ids:
                     number = ids[clause] = len(ids)
-                    for kind, key in clause:
-                        if kind in ("W", "S"):
-                            (words if kind == "W" else stems).setdefault(key, []).append(number)
                     if all(kind == "B" for kind, _key in clause):
                         pairs[number] = tuple(sorted((*_two_words(key), f" {key} ".encode("utf-8")) for _kind, key in clause))
                     lazy = sorted(atom for atom in clause if atom[0] in ("T", "R"))
@@ -531,9 +527,9 @@ class Gate:
             lazy_ids = ([n for n in needed if n in slow and slow[n][0] is not None]
                         + [n for n in needed if n in slow and slow[n][0] is None] + [n for n in needed if n in pairs])
             self._needs.append((frozenset(n for n in needed if n not in slow and n not in pairs), tuple(lazy_ids)))
-        self._words = {key: tuple(numbers) for key, numbers in words.items()}
-        self._stems = {key: tuple(numbers) for key, numbers in stems.items()}
-        self._word_keys, self._stem_keys = frozenset(words), frozenset(stems)
+        # Each clause's word and stem atoms: it is met when the view holds one of them.
+        self._atoms = {number: (frozenset(key for kind, key in clause if kind == "W"),
+                                frozenset(key for kind, key in clause if kind == "S")) for clause, number in ids.items()}
         self._slow = slow
         self._pairs = pairs
         # Which substring clauses a character can wake: a clause none of whose rare characters
@@ -559,8 +555,19 @@ class Gate:
                 by_lazy_key.setdefault(lazy[0], []).append(index)
             else:
                 unkeyed.append(index)
-        self._by_key = {number: tuple(indexes) for number, indexes in by_key.items()}
-        self._key_ids = frozenset(by_key)
+        # A word (or stem) of a key clause points straight at the requirements it keys: the view's
+        # words meet a few of these, and only those requirements' other clauses are then tested.
+        key_words: dict[str, set[int]] = {}
+        key_stems: dict[str, set[int]] = {}
+        for number, indexes in by_key.items():
+            clause_words, clause_stems = self._atoms[number]
+            for key in clause_words:
+                key_words.setdefault(key, set()).update(indexes)
+            for key in clause_stems:
+                key_stems.setdefault(key, set()).update(indexes)
+        self._key_words = {key: tuple(sorted(indexes)) for key, indexes in key_words.items()}
+        self._key_stems = {key: tuple(sorted(indexes)) for key, indexes in key_stems.items()}
+        self._key_word_set, self._key_stem_set = frozenset(key_words), frozenset(key_stems)
         self._by_lazy_key = {number: tuple(indexes) for number, indexes in by_lazy_key.items()}
         self._lazy_key_ids = frozenset(by_lazy_key)
         self._always_keyed = frozenset(index for number in self._lazy_key_ids & self._always for index in by_lazy_key[number])
@@ -568,17 +575,15 @@ class Gate:
 
     def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
-        if isinstance(vocab, Region):
-            met = set(self._met(vocab.first))
-            met |= self._met(vocab.second)
-        else:
-            met = set(self._met(vocab))
+        words, stems = vocab.word_set, vocab.stems
+        atoms = self._atoms
+        held: set[int] = set()  # substring and pair clauses found to hold
         failed: set[int] = set()
         possible: set[int] | None = None
         out = []
         candidates = set(self._unkeyed)
-        for number in self._key_ids.intersection(met):
-            candidates.update(self._by_key[number])
+        candidates.update(chain.from_iterable(map(self._key_words.__getitem__, self._key_word_set.intersection(words))))
+        candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, self._key_stem_set.intersection(stems))))
         if self._lazy_key_ids:
             possible = self._possible(vocab)
             candidates.update(self._always_keyed)
@@ -586,23 +591,29 @@ class Gate:
                 candidates.update(self._by_lazy_key[number])
         for index in sorted(candidates.intersection(among)):
             plain, lazy = self._needs[index]
-            if not plain <= met:  # most rules stop here, on one C-level subset test
-                continue
-            for number in lazy:
-                if number in met:
-                    continue
-                if possible is None:
-                    possible = self._possible(vocab)
-                if number in failed or (number not in possible and number not in self._always):
-                    break
-                parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
-                if any(self._holds(number, part) for part in parts):
-                    met.add(number)
-                else:
-                    failed.add(number)
+            for number in plain:  # most rules stop here: a clause none of whose words the view holds
+                clause_words, clause_stems = atoms[number]
+                if clause_words.isdisjoint(words) and clause_stems.isdisjoint(stems):
                     break
             else:
-                out.append(index)
+                for number in lazy:
+                    if number in held:
+                        continue
+                    clause_words, clause_stems = atoms[number]
+                    if not (clause_words.isdisjoint(words) and clause_stems.isdisjoint(stems)):
+                        continue
+                    if possible is None:
+                        possible = self._possible(vocab)
+                    if number in failed or (number not in possible and number not in self._always):
+                        break
+                    parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
+                    if any(self._holds(number, part) for part in parts):
+                        held.add(number)
+                    else:
+                        failed.add(number)
+                        break
+                else:
+                    out.append(index)
         return out
 
     def _possible(self, vocab: Vocabulary | Region) -> set[int]:
@@ -614,18 +625,6 @@ class Gate:
             for char in self._mark_keys.intersection(part.marks()):
                 possible.update(self._by_char[char])
         return possible
-
-    def _met(self, vocab: Vocabulary) -> frozenset[int]:
-        """The clauses a word or stem of ``vocab`` satisfies (kept on the vocabulary)."""
-        met = vocab.cache.get(self)
-        if met is None:
-            found: set[int] = set()
-            for key in self._word_keys.intersection(vocab.word_set):
-                found.update(self._words[key])
-            for key in self._stem_keys.intersection(vocab.stems):
-                found.update(self._stems[key])
-            met = vocab.cache[self] = frozenset(found)
-        return met
 
     def _holds(self, number: int, vocab: Vocabulary) -> bool:
         """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary)."""
