@@ -109,7 +109,7 @@ def _scan(
     if active:
         findings += _score(low, active, _Vocabulary(tokens))
     if system_prompt and "system_prompt_leak" in wanted:
-        leak = _leak(low, system_prompt)
+        leak = _leak(low, system_prompt, tokens)
         if leak is not None:
             findings.append(leak)
     return sorted(
@@ -262,25 +262,33 @@ def _first_cluster(cat: str, hits: list, mitigations: list) -> OutputFinding | N
     return None
 
 
+_ALNUM = re.compile(r"[a-z0-9]+")
+
+
 @lru_cache(maxsize=64)
-def _prompt_shingles(system_prompt: str) -> tuple[frozenset[tuple[str, ...]], int, int]:
-    """Word n-grams of the system prompt, the n used, and the leak threshold in characters."""
+def _prompt_shingles(system_prompt: str) -> tuple[frozenset[tuple[str, ...]], int, int, frozenset[str] | None]:
+    """Word n-grams of the system prompt, the n used, the leak threshold in characters, and words
+    one of which any answer holding a gram holds among its tokens (None when some gram has none)."""
     words = re.findall(r"\w+", system_prompt.lower())
     n = min(_LEAK_NGRAM, len(words))
     if n == 0:
-        return frozenset(), 0, 0
+        return frozenset(), 0, 0, None
     grams = frozenset(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     normalized = len(" ".join(words))
-    return grams, n, int(min(_LEAK_MIN_CHARS, max(20, _LEAK_MIN_SHARE * normalized)))
+    # A gram's ASCII letters-and-digits word, whole in the answer, is one of its _tokens (the bytes
+    # around it are not word characters, so the tokenizer splits there too): its longest such word.
+    keys = [max((w for w in gram if _ALNUM.fullmatch(w)), key=len, default=None) for gram in grams]
+    usable = None if None in keys else frozenset(k for k in keys if k is not None)
+    return grams, n, int(min(_LEAK_MIN_CHARS, max(20, _LEAK_MIN_SHARE * normalized))), usable
 
 
 _WORD = re.compile(r"\w+")
 
 
-def _leak(low: str, system_prompt: str) -> OutputFinding | None:
+def _leak(low: str, system_prompt: str, tokens: set[str]) -> OutputFinding | None:
     """The first run of consecutive shared n-grams covering at least the threshold."""
-    grams, n, threshold = _prompt_shingles(system_prompt)
-    if not grams:
+    grams, n, threshold, keys = _prompt_shingles(system_prompt)
+    if not grams or (keys is not None and keys.isdisjoint(tokens)):  # no gram can be whole in the answer
         return None
     words = _WORD.findall(low)
     if grams.isdisjoint(zip(*(words[k:] for k in range(n)))):  # the usual case, at C speed
