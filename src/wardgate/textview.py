@@ -7,7 +7,7 @@ redacting stage rewrites the request body in place (issue 3: "one text view for 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,18 +48,33 @@ def _content(role: str, container: Any, key: Any, where: str) -> Iterator[TextRe
                         break
 
 
-def _chat(body: dict[str, Any]) -> Iterator[TextRef]:
+def _chat(body: dict[str, Any]) -> list[TextRef]:
+    # A plain loop, not nested generators: an agent's request holds hundreds of messages, and every
+    # guarded request walks them all.
+    out: list[TextRef] = []
+    add = out.append
     for n, message in enumerate(body.get("messages") or ()):
         if not isinstance(message, dict):
             continue
-        role = str(message.get("role"))
+        role = message.get("role")
+        role = str(role) if role.__class__ is not str else role
         role = _ROLE_ALIASES.get(role, role)
-        if "content" in message:
-            yield from _content(role, message, "content", f"messages.{n}.content")
-        for c, call in enumerate(message.get("tool_calls") or ()):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                yield TextRef("tool_call", f"messages.{n}.tool_calls.{c}.function.arguments", fn["arguments"], fn, "arguments")
+        content = message.get("content", _ABSENT)
+        if content.__class__ is str:
+            add(TextRef(role, f"messages.{n}.content", content, message, "content"))
+        elif content is not _ABSENT:
+            out += _content(role, message, "content", f"messages.{n}.content")
+        calls = message.get("tool_calls")
+        if calls:
+            for c, call in enumerate(calls if isinstance(calls, list) else ()):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    add(TextRef("tool_call", f"messages.{n}.tool_calls.{c}.function.arguments", fn["arguments"], fn,
+                                "arguments"))
+    return out
+
+
+_ABSENT = object()
 
 
 def _responses(body: dict[str, Any]) -> Iterator[TextRef]:
@@ -92,7 +107,7 @@ def _strings(body: dict[str, Any], field: str) -> Iterator[TextRef]:
                 yield TextRef("user", f"{field}.{i}", item, value, i)
 
 
-_BY_ROUTE: dict[str, Callable[[dict[str, Any]], Iterator[TextRef]]] = {
+_BY_ROUTE: dict[str, Callable[[dict[str, Any]], Iterable[TextRef]]] = {
     "/v1/chat/completions": _chat,
     "/v1/responses": _responses,
     "/v1/completions": lambda body: _strings(body, "prompt"),
@@ -105,4 +120,7 @@ def request_texts(route: str, body: dict[str, Any] | None) -> list[TextRef]:
     if not isinstance(body, dict):
         return []
     walk = _BY_ROUTE.get(route)
-    return list(walk(body)) if walk else []
+    if walk is None:
+        return []
+    texts = walk(body)
+    return texts if isinstance(texts, list) else list(texts)

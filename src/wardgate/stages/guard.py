@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from wardgate.exchange import Action, Exchange, Verdict
@@ -17,10 +18,13 @@ def texts_of(ex: Exchange) -> list[TextRef]:
     return ex.texts
 
 
+_TEXT, _ROLE = attrgetter("text"), attrgetter("role")
+
+
 def note_scan(ex: Exchange, stage: str, texts: list[TextRef], **facts: Any) -> None:
     """Record truthfully, in the trace, which texts a check ran on."""
-    ex.extra[stage] = {"texts": len(texts), "chars": sum(len(t.text) for t in texts),
-                       "where": sorted({t.role for t in texts}), **facts}
+    ex.extra[stage] = {"texts": len(texts), "chars": sum(map(len, map(_TEXT, texts))),
+                       "where": sorted(set(map(_ROLE, texts))), **facts}
 
 
 def decide(action: str, code: str, message: str, error_code: str, score: float | None = None) -> Verdict:

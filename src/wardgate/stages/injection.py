@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from wardgate.config.schema import InjectionPolicy
 from wardgate.detect.injection import (
@@ -25,6 +26,10 @@ def _default_scorer() -> HeuristicScorer:
     return HeuristicScorer()
 
 
+def _scoring(scorer: InjectionScorer, role: str) -> Callable[[str], InjectionResult]:
+    return lambda text: scorer.score(text, role)  # positional: the protocol names no keyword
+
+
 class Injection:
     name = "injection"
     responds = False
@@ -36,13 +41,14 @@ class Injection:
         self._scorer = scorer or _default_scorer()
         # One cache per role: the same text scores differently as a user message and as a tool result.
         self._caches: dict[str, ScanCache[InjectionResult]] = {r: ScanCache() for r in self._roles}
+        # What scores a text of each message role (tool results are weighed as such, the rest as user text).
+        self._score = {r: _scoring(self._scorer, "tool" if r == "tool" else "user") for r in self._roles}
 
     async def on_request(self, ex: Exchange) -> Verdict:
         texts = [t for t in texts_of(ex) if t.role in self._roles]
         worst: tuple[InjectionResult, str, str] | None = None
         for ref in texts:
-            role = "tool" if ref.role == "tool" else "user"
-            result = self._caches[ref.role].get(ref.text, lambda text, r=role: self._scorer.score(text, r))
+            result = self._caches[ref.role].get(ref.text, self._score[ref.role])
             if worst is None or result.score > worst[0].score:
                 worst = (result, ref.where, ref.role)
         top = worst[0].score if worst else 0.0
