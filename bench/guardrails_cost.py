@@ -5,7 +5,7 @@
 Prints p50/p99 of the request + response phases for chat requests of 1-64 KB of real chat prompts
 (../shared/corpora/injection-dev.jsonl benign rows, so the text is realistic), and for an agent
 conversation growing to ~100 KB: turn 1 versus turn 50 (the per-text cache makes turn N cost about
-its new text), with a 0.5 KB and a 2 KB first turn (later turns add ~2 KB each). Twice: issue 3's
+its new text; medians over 15 conversations), with a 0.5 KB and a 2 KB first turn (later turns add ~2 KB each). Twice: issue 3's
 guardrails alone, then the whole default policy (+ loops and budgets, whose token count is exact BPE).
 Issue 3's bars: ≤ 1 ms p50 at 4 KB, linear in size, turn 50 ≤ 2x turn 1.
 """
@@ -70,6 +70,9 @@ async def _one(pipeline: Pipeline, config, messages: list[dict], answer: str, n:
     return (time.perf_counter() - started) * 1e6
 
 
+_CONVERSATIONS = 15
+"""Per-turn medians over this many conversations: turn 1 is each conversation's first request only."""
+
 _GUARDRAILS = frozenset({"secrets", "pii", "injection", "output", "tool_calls"})
 """Issue 3's guardrails. The other stages of the policy (loops, budgets: issue 4) are timed too, apart."""
 
@@ -91,11 +94,11 @@ async def _sizes(pipeline: Pipeline, config, prompts: list[str], answer: str, n:
 
 async def _agent(pipeline: Pipeline, config, prompts: list[str], answer: str, n: int, first_kb: float) -> int:
     """An agent resending a growing history to ~100 KB: each turn adds ~2 KB (a reply and a tool result).
-    Turn 1 holds ``first_kb`` of new text (system prompt and task). Five conversations with different
+    Turn 1 holds ``first_kb`` of new text (system prompt and task). ``_CONVERSATIONS`` conversations with different
     texts (nothing one has sent is in another), so each turn pays for its new text once; per-turn medians."""
     turns: dict[int, list[float]] = {}
     start = n
-    for run in range(5):
+    for run in range(_CONVERSATIONS):
         base = 1009 * run + 7 * start  # each conversation reads other prompts of the corpus than any before
         history: list[dict] = [
             {"role": "system", "content": "You are an agent. " + _text(prompts, int(first_kb * 512), base + 3)},
