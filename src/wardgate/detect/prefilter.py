@@ -19,8 +19,8 @@ direction: a text that the regex matches always passes it (tests check this on t
 from __future__ import annotations
 
 import re
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
 
 __all__ = ["Atom", "Clause", "Gate", "Region", "Vocabulary", "literal_atom", "required_clauses", "vocabulary"]
@@ -495,9 +495,10 @@ def _key_strength(atom: Atom) -> float:
 
 
 class Gate:
-    """Which of many requirements (each an AND of clauses) a vocabulary meets, for little more
-    than two set intersections: clauses are numbered once, and a word present marks every
-    clause it satisfies. Clauses with ``T``/``R`` atoms are tested only when they decide."""
+    """Which of many requirements (each an AND of clauses) a vocabulary meets, for little more than
+    one set intersection: each requirement is keyed by its rarest word clause, the view's words find
+    the few requirements whose key they meet, and only those requirements' other clauses are tested
+    (a word-set test each; ``T``/``R``/pair clauses by a search, and only when they decide)."""
 
     def __init__(self, requirements: list[tuple[Clause, ...]]) -> None:
         ids: dict[Clause, int] = {}
