@@ -9,7 +9,7 @@ from .test_contract import NOW, TEAM, rid, state_of
 
 def _held(store: MemoryStateStore) -> int:
     # Internal sizes: the only way to see that old windows, records and buckets are forgotten.
-    return len(store._counters) + len(store._records) + len(store._rates) + len(store._hits)
+    return len(store._counters) + len(store._records) + len(store._closed) + len(store._rates) + len(store._hits)
 
 
 async def test_old_windows_records_and_buckets_are_forgotten() -> None:
@@ -39,3 +39,37 @@ async def test_sweeping_keeps_what_a_settle_still_needs() -> None:
     assert await store.settle(TEAM, long_call, [Charge(day, 420)], now=NOW + 590)
     state = await state_of(store, day, NOW + 590)
     assert (state.used, state.reserved) == (420, 0)
+
+
+async def test_loop_counters_past_the_cap_forget_the_least_recently_hit() -> None:
+    store = MemoryStateStore(max_hit_keys=3)
+    for key in ("a", "b", "c"):
+        assert await store.hit(TEAM, key, 600, now=NOW) == 1
+    assert await store.hit(TEAM, "a", 600, now=NOW + 1) == 2  # "a" is now the most recently hit
+    assert await store.hit(TEAM, "d", 600, now=NOW + 2) == 1  # the cap is reached: "b" goes
+    assert len(store._hits) == 3
+    assert await store.hit(TEAM, "a", 600, now=NOW + 3) == 3  # kept, with its count
+    assert await store.hit(TEAM, "b", 600, now=NOW + 4) == 1  # forgotten: it starts again
+
+
+async def test_one_shot_sessions_do_not_pile_up() -> None:
+    """Every request its own session (one-shot traffic): the counters held stay those of one window."""
+    store = MemoryStateStore()
+    for step in range(5000):  # ten requests a second for 500 s, a 60 s window
+        await store.hit(TEAM, f"loop:req:s{step}", 60, now=NOW + step / 10)
+    assert len(store._hits) <= 60 * 10 + 2
+
+
+async def test_settled_reservations_are_remembered_up_to_a_cap() -> None:
+    from wardgate.state import memory
+
+    store = MemoryStateStore()
+    cap = Limit("team:search", Window.DAY, Unit.TOKENS, 10**9)
+    first = rid()
+    await store.reserve(TEAM, first, [Charge(cap, 10)], ttl_s=60, now=NOW)
+    assert await store.settle(TEAM, first, [Charge(cap, 7)], now=NOW) is True
+    assert await store.settle(TEAM, first, [Charge(cap, 7)], now=NOW) is False  # a duplicate counts nothing
+    for n in range(memory._MAX_CLOSED + 10):
+        await store.settle(TEAM, f"other-{n}", {}, now=NOW)
+    assert len(store._closed) <= memory._MAX_CLOSED
+    assert (await state_of(store, cap, NOW)).used == 7

@@ -35,6 +35,15 @@ from wardgate.state.windows import WindowSpan, window_span
 __all__ = ["MemoryStateStore"]
 
 _SWEEP_EVERY_S = 60.0
+_MAX_HIT_KEYS = 500_000
+"""Loop-guard counters kept at most (~400 B each). One-shot traffic makes a new session per request,
+so at 1,000 req/s the 600 s window alone would hold 1.2 M of them; past the cap the least recently
+hit goes, as in nginx's ``limit_req`` zone."""
+_SWEEP_PER_HIT = 2
+_MAX_CLOSED = 200_000
+"""Settled reservations remembered at most (~200 B each), so a second settle of one counts nothing.
+They are kept GRACE_S (an hour) otherwise: at 1,000 req/s, 3.6 M of them. The gateway settles each
+reservation once, from the process that made it; the cap only bounds what a duplicate could reach."""
 
 
 @dataclass(slots=True)
@@ -68,18 +77,23 @@ class _Entry:
 
 @dataclass(slots=True)
 class _Record:
+    """An open reservation: what it holds, and when no settle can reach it any more."""
+
     entries: tuple[_Entry, ...]
-    open: bool
     drop_at: float
 
 
 class MemoryStateStore:
     """A `StateStore` for one process (tests, a single worker, demo mode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_hit_keys: int = _MAX_HIT_KEYS) -> None:
+        if max_hit_keys < 1:
+            raise ValueError("max_hit_keys must be >= 1")
+        self._max_hit_keys = max_hit_keys
         self._counters: dict[tuple[str, str, str], _Counter] = {}
         self._rates: dict[tuple[str, str], float] = {}  # theoretical arrival time (µs) per rate counter
-        self._records: dict[tuple[str, str], _Record] = {}
+        self._records: dict[tuple[str, str], _Record] = {}  # open reservations
+        self._closed: dict[tuple[str, str], float] = {}  # settled or released: when to forget them, oldest first
         self._hits: dict[tuple[str, str], tuple[list[int], int]] = {}  # sorted event times, window (µs)
         self._index: dict[str, dict[str, tuple[Limit, float]]] = {}
         self._next_sweep = 0.0
@@ -92,7 +106,7 @@ class MemoryStateStore:
             raise ValueError("ttl_s must be > 0")
         now = time.time() if now is None else now
         now_us, expires_us = to_us(now), to_us(now + ttl_s)
-        if (team, reservation_id) in self._records:
+        if (team, reservation_id) in self._records or (team, reservation_id) in self._closed:
             raise ValueError(f"reservation {reservation_id!r} already exists")
         self._maybe_sweep(now)
         merged = merge_charges(charges)
@@ -126,7 +140,7 @@ class MemoryStateStore:
                     counter.reserved += amount
                     heapq.heappush(counter.expiries, (expires_us, reservation_id))
             entries = tuple(_Entry(limit, label, amount) for limit, amount, _, label in plans)
-            self._records[(team, reservation_id)] = _Record(entries, True, now + ttl_s + GRACE_S)
+            self._records[(team, reservation_id)] = _Record(entries, now + ttl_s + GRACE_S)
         states = tuple(
             window_state(limit, counter.used, counter.reserved, now)
             if counter is not None
@@ -155,10 +169,20 @@ class MemoryStateStore:
         now = time.time() if now is None else now
         self._maybe_sweep(now)
         now_us, window_us = to_us(now), to_us(window_s)
-        events, longest = self._hits.get((team, key), ([], 0))
+        hits = self._hits
+        # Popped and put back: the dict runs from the least to the most recently hit counter.
+        events, longest = hits.pop((team, key), None) or ([], 0)
         del events[: bisect_right(events, now_us - window_us)]
         insort(events, now_us)  # sorted, not appended: a clock stepping back must not break the cut above
-        self._hits[(team, key)] = (events, max(longest, window_us))
+        hits[(team, key)] = (events, max(longest, window_us))
+        # Forget a few counters from the front: expired ones (as Redis TTLs would; a whole-dict sweep
+        # would stall the loop for a second at a million counters), and any past the cap.
+        for _ in range(_SWEEP_PER_HIT):
+            oldest = next(iter(hits))
+            old_events, old_window = hits[oldest]
+            if len(hits) <= self._max_hit_keys and old_events[-1] > now_us - old_window:
+                break
+            del hits[oldest]
         return len(events)
 
     async def hit_many(self, team: str, keys: list[str], window_s: float, now: float | None = None) -> list[int]:
@@ -186,9 +210,9 @@ class MemoryStateStore:
         check_team(team)
         now = time.time() if now is None else now
         now_us = to_us(now)
-        record = self._records.get((team, rid))
-        if record is not None and not record.open:
+        if (team, rid) in self._closed:
             return False
+        record = self._records.pop((team, rid), None)
         for entry in record.entries if record is not None else ():
             found = actual.pop(entry.limit.counter_id, None)
             spent = (found[1] if found else entry.amount) if charge else 0
@@ -210,7 +234,13 @@ class MemoryStateStore:
             if not limit.window.is_rate and amount:
                 self._counter(team, limit, window_span(limit.window, now), 0.0).used += amount
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
-        self._records[(team, rid)] = _Record((), False, now + GRACE_S)
+        closed = self._closed
+        closed[(team, rid)] = now + GRACE_S
+        for _ in range(2):  # oldest first: forget the expired ones, and any past the cap
+            oldest = next(iter(closed))
+            if len(closed) <= _MAX_CLOSED and closed[oldest] > now:
+                break
+            del closed[oldest]
         return True
 
     def _counter(self, team: str, limit: Limit, span: WindowSpan, ttl_s: float) -> _Counter:
@@ -251,7 +281,6 @@ class MemoryStateStore:
         self._counters = {k: c for k, c in self._counters.items() if c.drop_at is None or c.drop_at > now}
         self._rates = {k: tat for k, tat in self._rates.items() if tat > now_us}
         self._records = {k: r for k, r in self._records.items() if r.drop_at > now}
-        self._hits = {k: h for k, h in self._hits.items() if h[0] and h[0][-1] > now_us - h[1]}
         for team, index in list(self._index.items()):
             kept = {cid: seen for cid, seen in index.items() if seen[1] >= now - INDEX_RETENTION_S}
             if kept:
