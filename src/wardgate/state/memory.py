@@ -39,7 +39,7 @@ _MAX_HIT_KEYS = 500_000
 """Loop-guard counters kept at most (~400 B each). One-shot traffic makes a new session per request,
 so at 1,000 req/s the 600 s window alone would hold 1.2 M of them; past the cap the least recently
 hit goes, as in nginx's ``limit_req`` zone."""
-_SWEEP_PER_HIT = 2
+_SWEEP_PER_HIT = 2  # entries looked at from the front of a map per call: more than one call adds
 _MAX_CLOSED = 200_000
 """Settled reservations remembered at most (~200 B each), so a second settle of one counts nothing.
 They are kept GRACE_S (an hour) otherwise: at 1,000 req/s, 3.6 M of them. The gateway settles each
@@ -236,7 +236,7 @@ class MemoryStateStore:
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
         closed = self._closed
         closed[(team, rid)] = now + GRACE_S
-        for _ in range(2):  # oldest first: forget the expired ones, and any past the cap
+        for _ in range(_SWEEP_PER_HIT):  # oldest first: forget the expired ones, and any past the cap
             oldest = next(iter(closed))
             if len(closed) <= _MAX_CLOSED and closed[oldest] > now:
                 break
