@@ -36,12 +36,12 @@ __all__ = ["MemoryStateStore"]
 
 _SWEEP_EVERY_S = 60.0
 _MAX_HIT_KEYS = 500_000
-"""Loop-guard counters kept at most (~400 B each). One-shot traffic makes a new session per request,
+"""Loop-guard counters kept at most (~410 B each). One-shot traffic makes a new session per request,
 so at 1,000 req/s the 600 s window alone would hold 1.2 M of them; past the cap the least recently
 hit goes, as in nginx's ``limit_req`` zone."""
 _SWEEP_PER_HIT = 2  # entries looked at from the front of a map per call: more than one call adds
 _MAX_CLOSED = 200_000
-"""Settled reservations remembered at most (~200 B each), so a second settle of one counts nothing.
+"""Settled reservations remembered at most (~430 B each), so a second settle of one counts nothing.
 They are kept GRACE_S (an hour) otherwise: at 1,000 req/s, 3.6 M of them. The gateway settles each
 reservation once, from the process that made it; the cap only bounds what a duplicate could reach."""
 
