@@ -120,7 +120,4 @@ def request_texts(route: str, body: dict[str, Any] | None) -> list[TextRef]:
     if not isinstance(body, dict):
         return []
     walk = _BY_ROUTE.get(route)
-    if walk is None:
-        return []
-    texts = walk(body)
-    return texts if isinstance(texts, list) else list(texts)
+    return list(walk(body)) if walk else []

@@ -159,9 +159,8 @@ class Upstreams:
     """All configured upstreams of one config generation, and the retry/fallback policy."""
 
     def __init__(self, config: Config, session: aiohttp.ClientSession, extra: dict[str, Upstream] | None = None) -> None:
-        from wardgate.echo import (
-            EchoUpstream,  # the built-in one; imported here to keep echo optional
-        )
+        # The built-in upstream, imported here to keep echo optional.
+        from wardgate.echo import EchoUpstream
 
         self._config = config
         self._by_name: dict[str, Upstream] = {}

@@ -98,8 +98,8 @@ class HeuristicScorer:
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
         # Gating: each rule runs only on a text that holds the words every match of its regex
         # holds (read from the pattern, see prefilter.py) and one of its declared needles.
-        # Deciding that costs one split of the text into words and two set intersections,
-        # whatever the number of rules; most rules never run on ordinary text.
+        # Deciding that costs one split of the text into words and a set intersection with the
+        # rules' key words, whatever the number of rules; most rules never run on ordinary text.
         self._rules = rules
         # The last requirement is the decode request's (_DECODE_REQUEST): one gate pass for both.
         self._gate = Gate([*(_requirement(rule) for rule in rules), required_clauses(_DECODE_REQUEST)])

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
 
-__all__ = ["MAX_PREFIXES", "STARTS_PER_KB", "Starts", "first_match", "find_offsets", "literal_starts"]
+__all__ = ["MAX_PREFIXES", "STARTS_PER_KB", "Starts", "find_offsets", "first_match", "literal_starts", "widen"]
 
 
 # Past this many prefix occurrences per KB one regex scan (~20 µs/KB) is cheaper than a
@@ -59,7 +59,7 @@ def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
             return _before(pattern.search(view, start, end), stop)
         found += at
     if starts.behind:
-        found = _widen(found, starts, offsets, start)
+        found = widen(found, starts, offsets, start)
     match = pattern.match
     for at in sorted(found):  # leftmost first: the match search would return
         hit = match(view, at, end)
@@ -68,7 +68,7 @@ def first_match(pattern: re.Pattern[str], view: str, starts: Starts | None,
     return None
 
 
-def _widen(found: list[int], starts: Starts, offsets: dict[str, list[int] | None], start: int) -> list[int]:
+def widen(found: list[int], starts: Starts, offsets: dict[str, list[int] | None], start: int = 0) -> list[int]:
     """Add the positions a match may start at before the prefixes found ``behind`` it."""
     out = set(found)
     for prefix, back in starts.behind.items():

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from wardgate.detect.literal_starts import Starts as _Starts
-from wardgate.detect.literal_starts import literal_starts as _starts
 from wardgate.detect.literal_starts import find_offsets as _offsets
-
+from wardgate.detect.literal_starts import literal_starts as _starts
+from wardgate.detect.literal_starts import widen as _widen
 from wardgate.detect.output_rules import MESSAGES, MITIGATIONS, RULES, TRIGGER_WORDS
 
 __all__ = [
@@ -223,9 +223,7 @@ def _finditer(rule: _Rule, low: str, windows: list[tuple[int, int]], vocabulary:
     if starts is None:
         return [m for lo, hi in windows for m in rule.pattern.finditer(low, lo, hi)]
     if starts.behind:  # a match may open a few characters before these prefixes
-        found = [*found, *(at - back for prefix, most in starts.behind.items()
-                           for at in vocabulary.offsets.get(prefix) or () for back in range(1, most + 1) if at >= back)]
-        found = list(set(found))
+        found = _widen(found, starts, vocabulary.offsets)
     found.sort()
     out = []
     match = rule.pattern.match

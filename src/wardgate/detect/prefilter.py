@@ -8,11 +8,12 @@ Such a requirement is an AND of clauses, each an OR of *atoms* over the text's w
 - ``("W", "previous")`` the exact word is in the text;
 - ``("S", "ignor")`` a word starts with these five letters (its stem);
 - ``("T", "ignore all")`` the letters-and-single-spaces form of the text holds the string;
-- ``("R", "<|")`` the text itself holds the string (declared needles that are not words).
+- ``("R", "<|")`` the text itself holds the string (declared needles that are not words);
+- ``("B", "ignore all")`` the two words are in the text, one right after the other.
 
 A word here is a maximal run of letters; every other character is a separator. So one split of a
-text into words (a C-speed ``bytes.translate`` and ``split``) and two set intersections tell
-which clauses hold, and a rule runs only when all of its clauses do. The gate is exact in one
+text into words (a C-speed ``bytes.translate`` and ``split``) and a set intersection with the
+rules' key words find the few rules worth a look, and a rule runs only when all of its clauses hold. The gate is exact in one
 direction: a text that the regex matches always passes it (tests check this on the corpus).
 """
 

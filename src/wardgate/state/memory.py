@@ -10,8 +10,9 @@ import heapq
 import math
 import time
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from wardgate.state.protocol import (
     GRACE_S,
@@ -39,7 +40,9 @@ _MAX_HIT_KEYS = 500_000
 """Loop-guard counters kept at most (~410 B each). One-shot traffic makes a new session per request,
 so at 1,000 req/s the 600 s window alone would hold 1.2 M of them; past the cap the least recently
 hit goes, as in nginx's ``limit_req`` zone."""
-_SWEEP_PER_HIT = 2  # entries looked at from the front of a map per call: more than one call adds
+_TRIM_PER_CALL = 2
+"""Entries looked at from the oldest end of a map per call that adds one: the maps shrink faster than
+they grow, without a whole-map pass (a million entries would stall the event loop)."""
 _MAX_CLOSED = 200_000
 """Settled reservations remembered at most (~430 B each), so a second settle of one counts nothing.
 They are kept GRACE_S (an hour) otherwise: at 1,000 req/s, 3.6 M of them. The gateway settles each
@@ -81,6 +84,15 @@ class _Record:
 
     entries: tuple[_Entry, ...]
     drop_at: float
+
+
+def _trim(entries: dict[Any, Any], cap: int, expired: Callable[[Any], bool]) -> None:
+    """Forget up to _TRIM_PER_CALL entries from the oldest end: the expired ones, and any past ``cap``."""
+    for _ in range(_TRIM_PER_CALL):
+        oldest = next(iter(entries))
+        if len(entries) <= cap and not expired(entries[oldest]):
+            return
+        del entries[oldest]
 
 
 class MemoryStateStore:
@@ -175,14 +187,7 @@ class MemoryStateStore:
         del events[: bisect_right(events, now_us - window_us)]
         insort(events, now_us)  # sorted, not appended: a clock stepping back must not break the cut above
         hits[(team, key)] = (events, max(longest, window_us))
-        # Forget a few counters from the front: expired ones (as Redis TTLs would; a whole-dict sweep
-        # would stall the loop for a second at a million counters), and any past the cap.
-        for _ in range(_SWEEP_PER_HIT):
-            oldest = next(iter(hits))
-            old_events, old_window = hits[oldest]
-            if len(hits) <= self._max_hit_keys and old_events[-1] > now_us - old_window:
-                break
-            del hits[oldest]
+        _trim(hits, self._max_hit_keys, lambda hit: hit[0][-1] <= now_us - hit[1])  # as Redis TTLs would
         return len(events)
 
     async def hit_many(self, team: str, keys: list[str], window_s: float, now: float | None = None) -> list[int]:
@@ -234,13 +239,8 @@ class MemoryStateStore:
             if not limit.window.is_rate and amount:
                 self._counter(team, limit, window_span(limit.window, now), 0.0).used += amount
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
-        closed = self._closed
-        closed[(team, rid)] = now + GRACE_S
-        for _ in range(_SWEEP_PER_HIT):  # oldest first: forget the expired ones, and any past the cap
-            oldest = next(iter(closed))
-            if len(closed) <= _MAX_CLOSED and closed[oldest] > now:
-                break
-            del closed[oldest]
+        self._closed[(team, rid)] = now + GRACE_S
+        _trim(self._closed, _MAX_CLOSED, lambda drop_at: drop_at <= now)
         return True
 
     def _counter(self, team: str, limit: Limit, span: WindowSpan, ttl_s: float) -> _Counter:
