@@ -1,10 +1,14 @@
 """Cost of one request's budget round (reserve + settle) in the memory store and in Redis.
 
     .venv/bin/python bench/state_store.py [--redis-url redis://127.0.0.1:6379/0] [--requests 20000]
+                                          [--cap-keys 200000]
 
 64 concurrent tasks each run reserve-then-settle over a realistic set of counters (team rate limits,
 team day/month budgets, a per-user day budget). Prints wall-clock µs per request (throughput view)
 and the p50/p99 latency of each reserve and settle call as one task sees it.
+
+Then the memory store's loop counters at their cap, in the steady state of one-shot traffic (a new
+session per request, so every hit adds a counter and forgets the least recently hit one).
 """
 
 from __future__ import annotations
@@ -68,12 +72,27 @@ async def _run(name: str, store: StateStore, requests: int) -> None:
     )
 
 
+async def _at_cap(cap: int) -> None:
+    store = MemoryStateStore(max_hit_keys=cap)
+    now = 1_000_000.0
+    for i in range(2 * cap):  # past the cap: from here on every hit trims one counter
+        await store.hit(TEAM, f"session-{i}", 600, now + i / 1000)
+    count = 50_000
+    start = time.perf_counter()
+    for i in range(2 * cap, 2 * cap + count):
+        await store.hit(TEAM, f"session-{i}", 600, now + i / 1000)
+    print(f"{'memory at cap':<14} {count:>6} hits      {(time.perf_counter() - start) / count * 1e6:8.1f} µs/hit "
+          f"with {cap} loop counters, one new session per hit")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--cap-keys", type=int, default=200_000)
     args = parser.parse_args()
     await _run("memory", MemoryStateStore(), args.requests)
+    await _at_cap(args.cap_keys)
     prefix = f"wgbench-{uuid.uuid4().hex[:8]}"
     store = RedisStateStore.from_url(args.redis_url, prefix=prefix)
     try:
