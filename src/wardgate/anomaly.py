@@ -26,6 +26,7 @@ _TWO_SIDED = frozenset({"completion_tokens", "tool_calls"})
 # The smallest spread worth measuring in each figure's unit, so a constant history does not divide by zero.
 _MIN_SCALE = {"prompt_tokens": 1.0, "completion_tokens": 1.0, "latency_ms": 5.0, "cost_usd": 1e-6, "tool_calls": 1.0}
 _MAD_TO_SIGMA = 1.4826
+_TOOL_ROUTES = frozenset({"/v1/chat/completions", "/v1/responses"})
 
 
 @dataclass(slots=True)
@@ -41,8 +42,10 @@ class _Series:
 
     def refresh(self, figure: str, every: int, z: float, ratio: float) -> None:
         self.stale += 1
-        if self.stale < every:
-            return
+        if self.stale >= every:
+            self.recompute(figure, z, ratio)
+
+    def recompute(self, figure: str, z: float, ratio: float) -> None:
         self.stale = 0
         self.median = _median(sorted(self.values))
         centre = self.median
@@ -81,47 +84,48 @@ class AnomalyDetector:
         self._session_min = session_min_tokens
         self._max_sessions = max_sessions
         self._ttl = session_ttl_s
-        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._series: dict[tuple[str, str], dict[str, _Series]] = {}  # team, model -> figure -> series
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
 
     def check(self, ex: Exchange, total_ms: float) -> list[Verdict]:
         """The anomaly verdicts for ``ex`` (also appended to ``ex.verdicts``); empty for most requests."""
         if ex.outcome is not Outcome.SERVED or ex.team_name is None or ex.model_alias is None:
             return []
-        found = [v for figure, value in self._figures(ex, total_ms)
-                 if (v := self._observe(ex.team_name, ex.model_alias, figure, value)) is not None]
+        key = (ex.team_name, ex.model_alias)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = {figure: _Series(deque(maxlen=self._window)) for figure in FIGURES}
+        observe = self._observe
+        found = [v] if (v := observe(series, "latency_ms", total_ms)) else []
         usage = ex.response.usage
+        if usage:
+            if v := observe(series, "prompt_tokens", float(usage.get("prompt_tokens") or 0)):
+                found.append(v)
+            if v := observe(series, "completion_tokens", float(usage.get("completion_tokens") or 0)):
+                found.append(v)
+        if ex.cost_usd is not None and (v := observe(series, "cost_usd", ex.cost_usd)):
+            found.append(v)
+        if ex.route in _TOOL_ROUTES and (v := observe(series, "tool_calls", float(len(ex.response.tool_calls)))):
+            found.append(v)
         if usage and ex.session_id:
             accel = self._session(f"{ex.team_name}\x1f{ex.session_id}", int(usage.get("total_tokens") or 0))
             if accel is not None:
                 found.append(accel)
-        ex.verdicts.extend(found)
+        if found:
+            ex.verdicts.extend(found)
         return found
 
-    @staticmethod
-    def _figures(ex: Exchange, total_ms: float) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = [("latency_ms", total_ms)]
-        usage = ex.response.usage
-        if usage:
-            out.append(("prompt_tokens", float(usage.get("prompt_tokens") or 0)))
-            out.append(("completion_tokens", float(usage.get("completion_tokens") or 0)))
-        if ex.cost_usd is not None:
-            out.append(("cost_usd", ex.cost_usd))
-        if ex.route in ("/v1/chat/completions", "/v1/responses"):
-            out.append(("tool_calls", float(len(ex.response.tool_calls))))
-        return out
-
-    def _observe(self, team: str, model: str, figure: str, value: float) -> Verdict | None:
-        key = (team, model, figure)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series(deque(maxlen=self._window))
+    def _observe(self, by_figure: dict[str, _Series], figure: str, value: float) -> Verdict | None:
+        series = by_figure[figure]
+        values = series.values
         verdict = None
-        if len(series.values) >= self._min_history:
-            series.refresh(figure, self._every, self._z, self._ratio)
+        if len(values) >= self._min_history:
+            series.stale += 1
+            if series.stale >= self._every:
+                series.recompute(figure, self._z, self._ratio)
             if not series.low < value < series.high:  # most values: two comparisons, no judging
                 verdict = self._judge(figure, value, series)
-        series.values.append(value)
+        values.append(value)
         return verdict
 
     def _judge(self, figure: str, value: float, s: _Series) -> Verdict | None:
