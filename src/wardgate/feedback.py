@@ -248,7 +248,11 @@ async def handle_feedback(request: web.Request) -> web.StreamResponse:
         if verdict.blocks:
             ex.verdicts.append(replace(verdict, stage=authenticate.name))
             raise GatewayError(verdict.status, verdict.error_code or "invalid_api_key", verdict.message or "")
-        request_id, score, comment, labels = _parse(await request.read())
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise GatewayError(413, "request_too_large", "the feedback body is larger than the server accepts") from None
+        request_id, score, comment, labels = _parse(raw)
         if await _owner(request, request_id) != ex.team_name:
             # The same answer for "someone else's" and "no such id": ids of other teams stay secret.
             raise GatewayError(404, "not_found", f"no request {request_id!r} for this team", "request_id")

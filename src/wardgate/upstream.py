@@ -96,7 +96,8 @@ class HttpUpstream:
                     first = await resp.content.readany()
                     return Reply(resp.status, chunks=self._chunks(resp, first, end), headers=resp.headers,
                                  _release=resp.close)
-                timer.reschedule(end)
+                if self._ttfb is not None:  # the first byte is in: the rest of the body has until the deadline
+                    timer.reschedule(end)
                 data = await resp.read()
         except BaseException:
             if resp is not None:

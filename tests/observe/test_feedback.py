@@ -36,6 +36,14 @@ async def _feedback_records(gw, request_id: str, source: str, timeout_s: float =
         await asyncio.sleep(0.05)
 
 
+async def test_an_oversized_feedback_body_is_413_not_500(gateway):
+    huge = {"request_id": "req_x", "score": 1, "comment": "x" * 300_000}  # over the fixture's 200,000 bytes
+    resp = await gateway.client.post("/v1/feedback", headers=AUTH, json=huge)
+    assert resp.status == 413 and (await resp.json())["error"]["code"] == "request_too_large"
+    record = await gateway.trace(resp.headers["x-wardgate-request-id"])
+    assert record["status"] == 413 and record["outcome"] == "error"
+
+
 async def test_feedback_on_own_requests_only(gateway):
     resp = await gateway.client.post("/v1/chat/completions", headers=AUTH,
                                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
