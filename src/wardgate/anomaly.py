@@ -64,7 +64,8 @@ def _median(ordered: list[float]) -> float:
 
 @dataclass(slots=True)
 class _Session:
-    tokens: deque[int]
+    tokens: list[int]
+    """The last ``2 * session_span`` requests' total tokens, oldest first."""
     seen: float
 
 
@@ -121,10 +122,15 @@ class AnomalyDetector:
         verdict = None
         if len(values) >= self._min_history:
             series.stale += 1
-            if series.stale >= self._every:
+            # The centre and spread move slowly once the window is full: recomputed every half window
+            # then (two sorts of 256 values), and always before a value outside the gate is judged.
+            if series.stale >= max(self._every, len(values) >> 1):
                 series.recompute(figure, self._z, self._ratio)
             if not series.low < value < series.high:  # most values: two comparisons, no judging
-                verdict = self._judge(figure, value, series)
+                if series.stale:
+                    series.recompute(figure, self._z, self._ratio)
+                if not series.low < value < series.high:
+                    verdict = self._judge(figure, value, series)
         values.append(value)
         return verdict
 
@@ -144,18 +150,22 @@ class AnomalyDetector:
 
     def _session(self, key: str, tokens: int) -> Verdict | None:
         now = time.monotonic()
-        state = self._sessions.get(key)
+        sessions = self._sessions
+        state = sessions.get(key)
         if state is None or now - state.seen > self._ttl:
-            state = _Session(deque(maxlen=2 * self._span), now)
-            self._sessions[key] = state
-            while len(self._sessions) > self._max_sessions:
-                self._sessions.popitem(last=False)
-        self._sessions.move_to_end(key)
-        state.seen = now
-        state.tokens.append(tokens)
-        if len(state.tokens) < 2 * self._span:
+            # One-shot traffic makes one of these per request: a small list, not a deque (a 64-slot block).
+            sessions[key] = _Session([tokens], now)
+            if len(sessions) > self._max_sessions:
+                sessions.popitem(last=False)
             return None
-        history = list(state.tokens)
+        sessions.move_to_end(key)
+        state.seen = now
+        history = state.tokens
+        history.append(tokens)
+        if len(history) > 2 * self._span:
+            del history[0]
+        if len(history) < 2 * self._span:
+            return None
         before, recent = sum(history[:self._span]), sum(history[self._span:])
         if recent < self._session_min or recent < self._session_ratio * max(before, 1):
             return None
