@@ -29,7 +29,7 @@ def _example(schema: Any) -> Any:
     """A value that satisfies a simple JSON Schema (required properties only)."""
     if not isinstance(schema, dict):
         return "echo"
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -44,7 +44,9 @@ def _example(schema: Any) -> Any:
 def _chat_answer(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     last = messages[-1] if messages else {}
-    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    declared = body.get("tools")
+    tools = [t for t in declared if isinstance(t, dict) and isinstance(t.get("function"), dict)] \
+        if isinstance(declared, list) else []
     if last.get("role") == "tool":
         return f"The tool returned: {content_text(last.get('content'))}", []
     if tools and body.get("tool_choice") != "none":

@@ -157,6 +157,18 @@ async def test_tool_call_breaking_its_schema(make_gateway, action):
     assert verdict["action"] == action and verdict["code"] == "tool_calls.schema_violation"
 
 
+async def test_a_tool_schema_whose_ref_cannot_be_resolved_is_flagged_not_a_503(gateway):
+    # The $ref is never fetched: the call is flagged as having a bad schema, the answer still served.
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"$ref": "http://127.0.0.1:9/x.json"}}}]
+    gateway.upstream.then(Scripted(body=chat_body(None, tool_calls=[
+        {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}])))
+    raw = await sdk(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", tools=tools, messages=[{"role": "user", "content": "x"}])
+    assert raw.http_response.status_code == 200
+    record = await gateway.trace(raw.headers["x-wardgate-request-id"])
+    assert [v["code"] for v in record["verdicts"] if v["stage"] == "tool_calls"] == ["tool_calls.bad_schema"]
+
+
 async def test_unknown_tool_is_flagged(gateway):
     gateway.upstream.then(Scripted(body=chat_body(None, tool_calls=[
         {"id": "c1", "type": "function", "function": {"name": "rm_rf", "arguments": "{}"}}])))

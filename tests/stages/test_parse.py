@@ -23,6 +23,8 @@ def _deep(levels: int) -> bytes:
     (b'{' + _CHAT % b'"a\\\\"' + b', "seed": 1, "seed": 2}', "'seed'"),
     (b'{' + _CHAT % b'"hi"' + b', ' + _deep(70) + b'}', "nested deeper"),
     (b'{' + _CHAT % b'"hi"' + b', "seed": 123456789012345678901234567890}', "'seed'"),
+    (b'{' + _CHAT % b'"hi"' + b', "tools": 1.5}', "'tools'"),
+    (b'{' + _CHAT % b'"hi"' + b', "tools": {"type": "function"}}', "'tools'"),
 ])
 async def test_ambiguous_or_hostile_bodies_get_a_400_naming_the_problem(gateway, body, words):
     resp = await gateway.client.post("/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {TEAM_KEY}"})

@@ -209,6 +209,9 @@ class Parse:
             problem = _check_messages(body["messages"], self._max_messages)
             if problem:
                 return problem
+        tools = body.get("tools")
+        if tools is not None and not isinstance(tools, list):
+            return _bad("'tools' must be an array", "tools")
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             return _bad("'stream' must be a boolean", "stream")

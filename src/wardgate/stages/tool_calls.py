@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import orjson
+from referencing.exceptions import Unresolvable
 
 from wardgate.config.schema import ToolCallsPolicy
 from wardgate.exchange import ALLOW, Action, Exchange, ToolCall, Verdict
@@ -26,7 +27,8 @@ def _validator(schema_json: bytes) -> Any:
 def _declared_tools(body: dict[str, Any] | None) -> dict[str, Any]:
     """name -> parameters schema, for chat (``{"type": "function", "function": {...}}``) and Responses tools."""
     tools: dict[str, Any] = {}
-    for tool in (body or {}).get("tools") or ():
+    declared = (body or {}).get("tools")
+    for tool in declared if isinstance(declared, list) else ():
         if not isinstance(tool, dict):
             continue
         fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
@@ -53,7 +55,10 @@ def tool_call_problems(call: ToolCall, tools: dict[str, Any], allow: tuple[str, 
         validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     except (jsonschema.SchemaError, TypeError):
         return [("tool_calls.bad_schema", f"the schema of tool '{call.name}' is not a valid JSON Schema")]
-    errors = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
+    try:
+        errors = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
+    except (Unresolvable, RecursionError):  # a $ref to elsewhere (never fetched) or one that never ends
+        return [("tool_calls.bad_schema", f"the schema of tool '{call.name}' has a $ref that cannot be resolved")]
     if not errors:
         return []
     first = errors[0]
