@@ -30,6 +30,11 @@ def cost_of(usage: dict[str, int] | None, price: PriceConfig) -> float | None:
     return round(cost, 10)
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list; anything else an upstream put there counts as nothing."""
+    return value if isinstance(value, list) else []
+
+
 def _tool_call(resp: Response, index: int) -> ToolCall:
     for call in resp.tool_calls:
         if call.index == index:
@@ -65,7 +70,7 @@ def absorb_body(resp: Response, body: dict[str, Any]) -> None:
         if isinstance(message, dict):
             content = message.get("content")
             resp.text = content if isinstance(content, str) else ""
-            for n, call in enumerate(message.get("tool_calls") or ()):
+            for n, call in enumerate(_list(message.get("tool_calls"))):
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     resp.tool_calls.append(ToolCall(n, call.get("id"), str(fn.get("name", "")), str(fn.get("arguments", ""))))
@@ -104,14 +109,16 @@ def absorb_chunk(resp: Response, chunk: dict[str, Any]) -> str:
             content = delta.get("content")
             if isinstance(content, str):
                 new += content
-            for call_delta in delta.get("tool_calls") or ():
+            for call_delta in _list(delta.get("tool_calls")):
                 if not isinstance(call_delta, dict):
                     continue
-                call = _tool_call(resp, int(call_delta.get("index", 0) or 0))
+                index = call_delta.get("index", 0)
+                call = _tool_call(resp, index if type(index) is int else 0)  # an upstream's bad index: the first call
                 call.id = call_delta.get("id") or call.id
-                fn = call_delta.get("function") or {}
-                call.name += str(fn.get("name") or "")
-                call.arguments += str(fn.get("arguments") or "")
+                fn = call_delta.get("function")
+                if isinstance(fn, dict):
+                    call.name += str(fn.get("name") or "")
+                    call.arguments += str(fn.get("arguments") or "")
         elif isinstance(choice.get("text"), str):  # legacy completions
             new += choice["text"]
     resp.append_text(new)

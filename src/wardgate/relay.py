@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 from aiohttp import web
 
 from wardgate.answer import absorb_chunk
@@ -24,6 +25,8 @@ from wardgate.sse import DONE, data_of, error_event, format_data, iter_event_bat
 from wardgate.upstream import Reply
 
 __all__ = ["CHECKPOINT_CHARS", "relay_stream"]
+
+_log = structlog.get_logger("wardgate.relay")
 
 CHECKPOINT_CHARS = 400
 """Output guardrails see the text so far every this many characters, and at the end."""
@@ -55,13 +58,15 @@ def _filtered(ex: Exchange, chunk: dict[str, Any], finishing: bool) -> bytes:
     if chunk.get("type") == "response.output_text.delta":
         chunk["delta"] = _run_filters(ex, "content", chunk.get("delta") or "", finishing)
         return format_data(orjson.dumps(chunk))
-    for choice in chunk.get("choices") or ():
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue
         delta = choice.get("delta")
         if isinstance(delta, dict):
             seen = set()
-            for call in delta.get("tool_calls") or ():
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
                     channel = f"tool:{call.get('index', 0)}"
@@ -75,7 +80,7 @@ def _filtered(ex: Exchange, chunk: dict[str, Any], finishing: bool) -> bytes:
                 tails = [{"index": call.index, "function": {"arguments": tail}} for call in ex.response.tool_calls
                          if call.index not in seen and (tail := _run_filters(ex, f"tool:{call.index}", "", True))]
                 if tails:
-                    delta.setdefault("tool_calls", []).extend(tails)
+                    delta["tool_calls"] = (calls if isinstance(calls, list) else []) + tails
         elif isinstance(choice.get("text"), str):
             choice["text"] = _run_filters(ex, "content", choice["text"], finishing)
     return format_data(orjson.dumps(chunk))
@@ -112,6 +117,13 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
                 ex.error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")["error"]
             ex.extra["stream_cut_at_chars"] = len(ex.response.text)
             await pipeline.run_response(ex)
+            await resp.write(error_event({"error": ex.error}))
+        except Exception:  # noqa: BLE001 - a bug after the headers went out: one error event, not a hang
+            _log.exception("relay_failed", request_id=ex.request_id)
+            ex.outcome = Outcome.ERROR
+            ex.error = envelope(500, "internal_error", "internal error while relaying the stream")["error"]
+            ex.extra["stream_cut_at_chars"] = len(ex.response.text)
+            await asyncio.shield(pipeline.run_response(ex))
             await resp.write(error_event({"error": ex.error}))
     finally:
         reply.release()
