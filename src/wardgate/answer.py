@@ -49,7 +49,7 @@ def _responses_output(resp: Response, output: Any) -> None:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or ():
+            for part in _list(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     resp.append_text(part["text"])
         elif item.get("type") == "function_call":

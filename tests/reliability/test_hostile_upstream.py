@@ -62,3 +62,34 @@ async def test_a_misshapen_stream_is_never_a_500(make_gateway, chunks, content):
     assert "internal_error" not in text
     record = await gw.trace(resp.headers["x-wardgate-request-id"])
     assert record["outcome"] in ("served", "error", "blocked")
+
+
+OTHER_ROUTES = {"/v1/responses": {"model": "gpt-4o-mini", "input": "mail ada@example.com"},
+                "/v1/completions": {"model": "gpt-4o-mini", "prompt": "mail ada@example.com"},
+                "/v1/embeddings": {"model": "text-embedding-3-small", "input": "mail ada@example.com"}}
+OTHER_WHOLE = [
+    {"output": 5}, {"output": [{"type": "message", "content": 5}]}, {"output": [{"type": "message", "content": [5, {"text": 5}]}]},
+    {"output": [{"type": "function_call", "name": {}, "arguments": []}]}, {"status": [], "output": []},
+    {"choices": [{"text": 5}]}, {"choices": [{"text": None, "finish_reason": []}]}, {"data": 5}, {"data": [5]},
+    {"usage": {"input_tokens": "x", "output_tokens": []}}, {"usage": {"total_tokens": 5}}, [], 5, "x",
+]
+OTHER_STREAMED = [
+    [{"type": 5}], [{"type": "response.output_text.delta", "delta": 5}], [{"type": "response.output_text.delta"}],
+    [{"type": "response.completed", "response": 5}], [{"type": "response.completed", "response": {"usage": "x"}}],
+    [{"type": "response.completed", "response": {"usage": {"input_tokens": "a"}}}],
+    [{"choices": [{"text": 5}]}], [{"choices": [{"text": "x", "finish_reason": "stop"}]}],
+]
+OTHER_CASES = ([(route, answer, False) for route in OTHER_ROUTES for answer in OTHER_WHOLE]
+               + [(route, chunks, True) for route in ("/v1/responses", "/v1/completions") for chunks in OTHER_STREAMED])
+
+
+@pytest.mark.parametrize(("route", "answer", "stream"), OTHER_CASES,
+                         ids=[f"{r}-{str(a)[:30]}-{'stream' if s else 'whole'}" for r, a, s in OTHER_CASES])
+async def test_the_other_routes_contain_a_misshapen_answer_too(make_gateway, route, answer, stream):
+    gw = await make_gateway(team_overrides={"budgets": "[{window: day, tokens: 1000000}]"})
+    gw.upstream.then(Scripted(chunks=answer) if stream else Scripted(body=answer))
+    resp = await gw.client.post(route, json={**OTHER_ROUTES[route], "stream": stream}, headers=AUTH)
+    text = await resp.text()
+    assert resp.status < 500 or resp.status == 502, text
+    assert "internal_error" not in text, text
+    await gw.trace(resp.headers["x-wardgate-request-id"])
