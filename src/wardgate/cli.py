@@ -86,7 +86,7 @@ def _cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from wardgate.evaluate import evaluate_file, format_report
+    from wardgate.evaluate import CorpusError, evaluate_file, format_report
 
     threshold = None
     if args.config or args.policy:
@@ -99,7 +99,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not Path(args.corpus).is_file():
         print(f"wardgate eval: no such file {args.corpus}", file=sys.stderr)
         return 2
-    print(format_report(evaluate_file(args.corpus, threshold), worst=args.worst))
+    try:
+        reports = evaluate_file(args.corpus, threshold)
+    except CorpusError as exc:
+        print(f"wardgate eval: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(reports, worst=args.worst))
     return 0
 
 

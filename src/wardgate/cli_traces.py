@@ -91,8 +91,13 @@ async def _show(args: argparse.Namespace) -> int:
     feedback = await store.feedback(args.id)
     if args.json:
         print(orjson.dumps({"trace": record, "feedback": feedback}, option=orjson.OPT_INDENT_2).decode())
-    else:
-        print(render_trace(record, feedback))
+        return 0
+    try:
+        text = render_trace(record, feedback)
+    except (TypeError, ValueError, AttributeError) as exc:  # a field of the wrong type: not a record we wrote
+        raise _Fail(f"trace {args.id!r} has a malformed field ({exc}); `wardgate show --json {args.id}` prints it "
+                    "as stored") from None
+    print(text)
     return 0
 
 

@@ -20,7 +20,7 @@ from wardgate.detect.output_safety import check_output
 from wardgate.detect.pii import PII_ENTITIES, find_pii
 from wardgate.detect.secrets import SECRET_ENTITIES, find_secrets
 
-__all__ = ["Report", "evaluate_file", "format_report"]
+__all__ = ["CorpusError", "Report", "evaluate_file", "format_report"]
 
 
 @dataclass
@@ -46,11 +46,25 @@ class Report:
                 "p50_us": statistics.median(lat), "p99_us": lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
 
 
+class CorpusError(ValueError):
+    """A corpus line that is not a labeled row: ``FILE:LINE: what``."""
+
+
 def _rows(path: Path) -> Iterable[dict[str, Any]]:
     with path.open("rb") as f:
-        for line in f:  # the README: iterate lines; splitlines() would split on U+2028 inside texts
-            if line.strip():
-                yield orjson.loads(line)
+        for number, line in enumerate(f, 1):  # the README: iterate lines; splitlines() would split on U+2028
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise CorpusError(f"{path}:{number}: not JSON ({exc})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise CorpusError(f"{path}:{number}: a row must be a JSON object with a string 'text'")
+            if "spans" in row and not (isinstance(row["spans"], list)
+                                       and all(isinstance(s, dict) and "entity" in s for s in row["spans"])):
+                raise CorpusError(f"{path}:{number}: 'spans' must be a list of objects with an 'entity'")
+            yield row
 
 
 def _timed(fn: Callable[[], Any], report: Report) -> Any:

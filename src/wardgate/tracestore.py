@@ -57,6 +57,24 @@ def _time(record: Record) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+_SHAPES: tuple[tuple[str, type], ...] = (("verdicts", list), ("spans", list), ("redactions", list),
+                                         ("attempts", list), ("timings_ms", dict), ("tags", dict))
+
+
+def well_formed(record: Any) -> bool:
+    """A record the trace tools can read: an object with a string ``request_id``, and lists of objects
+    and objects where the schema has them. Anything else in a sink's file (a hand edit, another
+    program's line) is skipped rather than breaking ``wardgate traces`` or the admin API."""
+    if not isinstance(record, dict) or not isinstance(record.get("request_id"), str):
+        return False
+    for name, kind in _SHAPES:
+        value = record.get(name)
+        if value is not None and not (isinstance(value, kind)
+                                      and (kind is dict or all(isinstance(v, dict) for v in value))):
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
     team: str | None = None
@@ -138,7 +156,7 @@ class JsonlTraceStore:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     continue  # a torn last line while the sink writes
-                if not isinstance(record, dict):
+                if not well_formed(record):
                     continue
                 if record.get("schema") == FEEDBACK_SCHEMA:
                     feedback.setdefault(str(record.get("request_id")), []).insert(0, record)

@@ -26,6 +26,20 @@ def test_eval_counts_spans_and_false_alarms(tmp_path, capsys):
     assert "pii" in out and "worst misses" in out and "worst false alarms" in out
 
 
+@pytest.mark.parametrize(("lines", "words"), [
+    (b'{"text": "fine", "label": "benign"}\nnot json\n', ":2: not JSON"),
+    (b'[1, 2]\n', ":1: a row must be a JSON object"),
+    (b'{"text": 5}\n', ":1: a row must be a JSON object with a string 'text'"),
+    (b'{"text": "x", "spans": 5}\n', ":1: 'spans' must be a list"),
+])
+def test_eval_names_the_line_of_a_bad_corpus_and_exits_2(tmp_path, capsys, lines, words):
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_bytes(lines)
+    assert main(["eval", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert f"{corpus}{words}" in err and "Traceback" not in err
+
+
 @pytest.mark.skipif(not (CORPORA / "pii-dev.jsonl").exists(), reason="shared corpora not present")
 def test_eval_on_the_shared_corpora_meets_the_bars():
     (pii,) = evaluate_file(CORPORA / "pii-dev.jsonl")

@@ -114,3 +114,21 @@ def test_cli_traces_needs_a_source(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WARDGATE_CONFIG", raising=False)
     assert main(["traces"]) == 2
     assert "--path" in capsys.readouterr().err
+
+
+def test_lines_that_are_not_our_records_are_skipped_and_a_malformed_field_is_named(tmp_path, capsys):
+    path = tmp_path / "traces.jsonl"
+    odd_containers = {"schema": "wardgate.trace/1", "request_id": "req_odd", "verdicts": "x", "timings_ms": "x"}
+    odd_scalars = {**_trace(2), "request_id": "req_scalars", "spans": [{"stage": "parse", "ms": "x"}]}
+    lines = [orjson.dumps(_trace(1)), b"not json", b"[1, 2]", orjson.dumps({"request_id": None}),
+             orjson.dumps(odd_containers), orjson.dumps(odd_scalars)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["traces", "--path", str(path), "--stage", "parse", "--anomaly"]) == 0
+    assert main(["traces", "--path", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "req_1" in out and "req_scalars" in out and "req_odd" not in out
+    assert main(["show", "--path", str(path), "req_scalars"]) == 2
+    err = capsys.readouterr().err
+    assert "malformed field" in err and "--json" in err and "Traceback" not in err
+    assert main(["show", "--path", str(path), "--json", "req_scalars"]) == 0
+    assert main(["show", "--path", str(path), "req_odd"]) == 2  # skipped: "no trace"
