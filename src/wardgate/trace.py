@@ -94,16 +94,23 @@ def _error(ex: Exchange, mode: str) -> dict[str, Any] | None:
     return {**err, "message": _sha(str(message)) if mode == "hashes" else None}
 
 
+def _r(value: float, scale: float) -> float:
+    """``value`` (>= 0) to ``1 / scale``: an integer count divided back is the double nearest that
+    decimal, so it prints short, at a fifth of ``round()``'s cost (it runs ~30 times a record)."""
+    return int(value * scale + 0.5) / scale
+
+
 def _timings(ex: Exchange) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Per-stage totals and the span list, in one pass over the spans."""
     stages: dict[str, float] = {}
     spans = []
+    append = spans.append
     for span in ex.spans:
         name, ms = span.stage, span.duration_ms
         stages[name] = stages.get(name, 0.0) + ms
         # Action is a str enum: orjson writes its value, and it compares equal to it in process.
-        spans.append({"stage": name, "phase": span.phase, "ms": round(ms, 4), "action": span.action})
-    return {k: round(v, 3) for k, v in stages.items()}, spans
+        append({"stage": name, "phase": span.phase, "ms": int(ms * 10000.0 + 0.5) / 10000.0, "action": span.action})
+    return {k: int(v * 1000.0 + 0.5) / 1000.0 for k, v in stages.items()}, spans
 
 
 def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
@@ -132,10 +139,10 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "usage": dict(usage) if usage else None,
         "cost_usd": ex.cost_usd,
         "timings_ms": {
-            "total": round(total_ms, 3),
-            "overhead": round(max(0.0, total_ms - ex.upstream_ms), 3),
-            "upstream": round(ex.upstream_ms, 3) if ex.attempts else None,
-            "ttft": round(ex.ttft_ms, 3) if ex.ttft_ms is not None else None,
+            "total": _r(total_ms, 1000.0),
+            "overhead": _r(max(0.0, total_ms - ex.upstream_ms), 1000.0),
+            "upstream": _r(ex.upstream_ms, 1000.0) if ex.attempts else None,
+            "ttft": _r(ex.ttft_ms, 1000.0) if ex.ttft_ms is not None else None,
             "stages": stages,
         },
         "tags": ex.tags,
