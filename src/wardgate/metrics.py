@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from wardgate.exchange import Exchange
 
@@ -56,7 +57,7 @@ def _add(into: _Histogram, hist: _Histogram) -> None:
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], hist: _Histogram,
                    bounds: tuple[float, ...]) -> None:
     cumulative, running = [], 0
-    for bound, count in zip((*(repr(float(b)) for b in bounds), "+Inf"), hist.counts, strict=True):
+    for bound, count in zip((*(floatToGoString(b) for b in bounds), "+Inf"), hist.counts, strict=True):
         running += count
         cumulative.append((bound, running))
     family.add_metric(labels, cumulative, hist.sum)
