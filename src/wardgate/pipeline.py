@@ -25,6 +25,9 @@ class Stage(Protocol):
     name: str
     responds: bool
     """Optional, default True. False: ``on_response`` is a no-op and the pipeline never calls it."""
+    checks_request: bool
+    """Optional, default True. False: ``on_request`` is a no-op and the pipeline never calls it (the
+    stage still gets its response phase)."""
 
     async def on_request(self, ex: Exchange) -> Verdict: ...
 
@@ -36,8 +39,8 @@ def _failure(stage: Stage, exc: BaseException) -> Verdict:
                    message=f"the {stage.name} guardrail is unavailable", score=None)
 
 
-def _plan(stages: Sequence[Stage]) -> tuple[tuple[Stage, bool], ...]:
-    return tuple((stage, getattr(stage, "responds", True)) for stage in stages)
+def _plan(stages: Sequence[Stage]) -> tuple[tuple[Stage, bool, bool], ...]:
+    return tuple((stage, getattr(stage, "responds", True), getattr(stage, "checks_request", True)) for stage in stages)
 
 
 class Pipeline:
@@ -46,7 +49,7 @@ class Pipeline:
     def __init__(self, front: Sequence[Stage], by_policy: Mapping[str | None, Sequence[Stage]]) -> None:
         self.front = tuple(front)
         self.by_policy = {name: tuple(stages) for name, stages in by_policy.items()}
-        # Each stage with whether it has a response phase, read once here rather than per request.
+        # Each stage with whether it has a response and a request phase, read once here rather than per request.
         self._front_plan = _plan(self.front)
         self._plans = {name: _plan(stages) for name, stages in self.by_policy.items()}
 
@@ -77,10 +80,12 @@ class Pipeline:
             return verdict
         return await self._requests(ex, self._plans.get(ex.team.policy if ex.team else None, ()))  # team known now
 
-    async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool], ...]) -> Verdict:
-        for stage, responds in plan:
+    async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool, bool], ...]) -> Verdict:
+        for stage, responds, checks_request in plan:
             if responds:
                 ex.stages_ran.append(stage)  # the stages whose response phase runs, in reverse
+            if not checks_request:
+                continue
             verdict = await self._run(ex, stage, "request")
             if verdict.blocks:
                 return verdict

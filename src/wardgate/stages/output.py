@@ -19,6 +19,7 @@ def _system_prompt(ex: Exchange) -> str | None:
 
 class Output:
     name = "output"
+    checks_request = False  # it looks at the answer only
 
     def __init__(self, policy: OutputPolicy) -> None:
         self._action = policy.action

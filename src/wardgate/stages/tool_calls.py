@@ -68,6 +68,7 @@ def tool_call_problems(call: ToolCall, tools: dict[str, Any], allow: tuple[str, 
 
 class ToolCalls:
     name = "tool_calls"
+    checks_request = False  # it looks at the answer only
 
     def __init__(self, policy: ToolCallsPolicy) -> None:
         self._block = policy.action == "block"
