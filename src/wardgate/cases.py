@@ -95,6 +95,12 @@ class Case:
     def from_json(cls, data: dict[str, Any]) -> Case:
         if data.get("schema") != CASE_SCHEMA:
             raise ValueError(f"not a {CASE_SCHEMA} record")
+        if not isinstance(data.get("route"), str) or not data["route"].startswith("/v1/"):
+            raise ValueError("'route' must be a /v1/ path")
+        expect = data.get("expect") or []
+        if not isinstance(data.get("request"), dict) or not (isinstance(expect, list)
+                                                             and all(isinstance(e, dict) for e in expect)):
+            raise ValueError("'request' must be an object and 'expect' a list of objects")
         return cls(str(data["id"]), str(data["label"]), data["route"], data["model"], data["request"],
                    data.get("observed") or {}, tuple(Expectation.from_json(e) for e in data.get("expect") or ()),
                    data.get("source_request_id"), data.get("created"))
@@ -176,7 +182,12 @@ def load_cases(path: str | Path) -> list[Case]:
             if not line.strip():
                 continue
             try:
-                cases.append(Case.from_json(orjson.loads(line)))
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+                data = orjson.loads(line)
+                if not isinstance(data, dict):
+                    raise TypeError("a case is a JSON object")
+                cases.append(Case.from_json(data))
+            except KeyError as exc:
+                raise ValueError(f"{file}:{n}: not a case: the field {exc} is missing") from None
+            except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
                 raise ValueError(f"{file}:{n}: not a case: {exc}") from None
     return cases

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from tests.conftest import TEAM_KEY
 from tests.fakes import Scripted, chat_body
@@ -134,3 +135,18 @@ async def test_admin_api_is_closed_without_an_admin_key(make_gateway):
     gw = await make_gateway()
     assert (await gw.client.get("/admin/traces", headers={"Authorization": "Bearer "})).status == 401
     assert (await gw.client.get("/admin/budgets?team=search", headers={"Authorization": "Bearer x"})).status == 401
+
+
+_CASE = {"schema": "wardgate.case/1", "id": "c1", "label": "l", "route": "/v1/chat/completions", "model": "m",
+         "request": {"model": "m", "messages": []}}
+
+
+def test_a_malformed_case_file_names_the_line_and_the_problem(tmp_path):
+    for line, words in ((b"[1]", "a case is a JSON object"), (b"{oops", "not a case"),
+                        (orjson.dumps({k: v for k, v in _CASE.items() if k != "id"}), "the field 'id' is missing"),
+                        (orjson.dumps({**_CASE, "route": 5}), "'route' must be a /v1/ path"),
+                        (orjson.dumps({**_CASE, "expect": [5]}), "'expect' a list of objects"),
+                        (orjson.dumps({**_CASE, "expect": [{"check": "nope"}]}), "unknown check 'nope'")):
+        (tmp_path / "cases.jsonl").write_bytes(orjson.dumps(_CASE) + b"\n" + line + b"\n")
+        with pytest.raises(ValueError, match=f"cases.jsonl:2: .*{words}"):
+            load_cases(tmp_path)
