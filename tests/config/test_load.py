@@ -91,6 +91,17 @@ def test_invalid_yaml_names_the_line(tmp_path):
     assert line.startswith(f"{path}:") and "invalid YAML" in line
 
 
+def test_aliases_work_and_an_alias_cycle_or_blow_up_is_a_problem_not_a_crash(tmp_path):
+    shared = write(tmp_path / "ok.yaml", "version: 1\nupstreams:\n  a: &up {base_url: 'http://127.0.0.1:1/v1'}\n  b: *up\n")
+    assert load_config(shared).upstreams["b"].base_url == "http://127.0.0.1:1/v1"
+    cycle = write(tmp_path / "cycle.yaml", "version: 1\nupstreams: &u {a: *u}\n")
+    assert any("an alias refers to itself" in line for line in problems(cycle))
+    lines = ["version: 1", "metadata_0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"metadata_{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    bomb = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")  # 10^8 values once expanded
+    assert any("an alias expands too far" in line for line in problems(bomb))
+
+
 def test_wardgate_check_exits_2_with_one_line_per_problem(tmp_path):
     path = write(tmp_path / "c.yaml", BASE + "teams:\n  t: {modles: [m1]}\n")
     result = subprocess.run([sys.executable, "-m", "wardgate", "check", str(path)], capture_output=True, text=True)

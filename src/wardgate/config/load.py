@@ -94,21 +94,30 @@ def _interpolate(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     return _ENV.sub(sub, text)
 
 
+_MAX_NODES = 1_000_000
+"""Values built from one file at most: YAML aliases can make a few lines expand without end."""
+
+
 def _build(node: yaml.Node, path: Path_, file: str, pos: _Positions, env: Mapping[str, str],
-           problems: list[Problem]) -> Any:
+           problems: list[Problem], seen: tuple[set[int], list[int]] | None = None) -> Any:
+    """``seen``: the collection nodes open on the way here (an alias back to one is a cycle), and a count."""
+    open_nodes, count = seen if seen is not None else (set(), [0])
+    count[0] += 1
+    if count[0] > _MAX_NODES:
+        if count[0] == _MAX_NODES + 1:
+            problems.append(Problem(file, node.start_mark.line + 1, _dotted(path),
+                                    f"more than {_MAX_NODES} values: an alias expands too far"))
+        return None
+    if id(node) in open_nodes:
+        problems.append(Problem(file, node.start_mark.line + 1, _dotted(path), "an alias refers to itself"))
+        return None
     pos.at[path] = (file, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in out:
-                problems.append(Problem(file, key_node.start_mark.line + 1, _dotted(path + (key,)),
-                                        "duplicate key in the same mapping"))
-            out[key] = _build(value_node, path + (key,), file, pos, env, problems)
-            pos.at[path + (key,)] = (file, key_node.start_mark.line + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(v, path + (i,), file, pos, env, problems) for i, v in enumerate(node.value)]
+    if isinstance(node, yaml.CollectionNode):
+        open_nodes.add(id(node))
+        try:
+            return _build_collection(node, path, file, pos, env, problems, (open_nodes, count))
+        finally:
+            open_nodes.discard(id(node))
     value = _scalar(node)
     if isinstance(value, str) and "${" in value:
         missing: list[str] = []
@@ -117,6 +126,21 @@ def _build(node: yaml.Node, path: Path_, file: str, pos: _Positions, env: Mappin
             problems.append(Problem(file, node.start_mark.line + 1, _dotted(path),
                                     f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
     return value
+
+
+def _build_collection(node: yaml.CollectionNode, path: Path_, file: str, pos: _Positions, env: Mapping[str, str],
+                      problems: list[Problem], seen: tuple[set[int], list[int]]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                problems.append(Problem(file, key_node.start_mark.line + 1, _dotted(path + (key,)),
+                                        "duplicate key in the same mapping"))
+            out[key] = _build(value_node, path + (key,), file, pos, env, problems, seen)
+            pos.at[path + (key,)] = (file, key_node.start_mark.line + 1)
+        return out
+    return [_build(v, path + (i,), file, pos, env, problems, seen) for i, v in enumerate(node.value)]
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
