@@ -40,11 +40,6 @@ class _Series:
     low: float = -math.inf
     """Above this a value cannot be low."""
 
-    def refresh(self, figure: str, every: int, z: float, ratio: float) -> None:
-        self.stale += 1
-        if self.stale >= every:
-            self.recompute(figure, z, ratio)
-
     def recompute(self, figure: str, z: float, ratio: float) -> None:
         self.stale = 0
         self.median = _median(sorted(self.values))

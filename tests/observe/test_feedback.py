@@ -172,7 +172,7 @@ def test_the_cheap_threshold_gate_never_skips_a_value_the_full_judgement_would_f
         base = rng.choice([0, 0.5, 5, 100, 1e-5, 3000])
         spread = base * rng.choice([0, 0.01, 0.3, 1]) + rng.choice([0, 1e-6, 1])
         series = _Series(deque((max(0.0, rng.gauss(base, spread)) for _ in range(rng.randint(20, 256))), maxlen=256))
-        series.refresh(figure, 1, detector._z, detector._ratio)
+        series.recompute(figure, detector._z, detector._ratio)
         for value in (0.0, base, base * rng.uniform(0, 100), rng.uniform(0, 1e4), base / rng.uniform(1, 100)):
             if detector._judge(figure, value, series) is not None:
                 assert not series.low < value < series.high, (figure, value, series)
