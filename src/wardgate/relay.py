@@ -21,7 +21,14 @@ from wardgate.answer import absorb_chunk
 from wardgate.errors import envelope
 from wardgate.exchange import Exchange, Outcome, Verdict
 from wardgate.pipeline import Pipeline
-from wardgate.sse import DONE, data_of, error_event, format_data, iter_event_batches
+from wardgate.sse import (
+    DONE,
+    EventTooLarge,
+    data_of,
+    error_event,
+    format_data,
+    iter_event_batches,
+)
 from wardgate.upstream import Reply
 
 __all__ = ["CHECKPOINT_CHARS", "relay_stream"]
@@ -107,7 +114,7 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
     try:
         try:
             await _pump(resp, ex, reply, pipeline, checkpoints)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, EventTooLarge) as exc:
             # The upstream failed mid-stream: the client gets one error event and the stream ends.
             # (A TimeoutError here is the upstream's idle_timeout_s between chunks or its timeout_s.)
             ex.outcome = Outcome.ERROR

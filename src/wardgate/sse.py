@@ -6,14 +6,24 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import orjson
 
-__all__ = ["DONE", "data_of", "error_event", "format_data", "iter_event_batches"]
+__all__ = ["DONE", "MAX_EVENT_BYTES", "EventTooLarge", "data_of", "error_event", "format_data", "iter_event_batches"]
 
 DONE = b"[DONE]"
 
 
-async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+"""An unfinished event longer than this is a broken (or hostile) upstream, not an answer."""
+
+
+class EventTooLarge(ValueError):
+    """The upstream sent more than ``MAX_EVENT_BYTES`` without ending an event."""
+
+
+async def iter_event_batches(chunks: AsyncIterable[bytes],
+                             max_event_bytes: int = MAX_EVENT_BYTES) -> AsyncIterator[list[bytes]]:
     """Per chunk received, the event blocks it completed (without their blank lines), so a relay can
-    answer each network read with one write. Separators ``\\n\\n`` or ``\\r\\n\\r\\n``; chunks cut anywhere."""
+    answer each network read with one write. Separators ``\\n\\n`` or ``\\r\\n\\r\\n``; chunks cut anywhere.
+    Raises ``EventTooLarge`` when the unfinished part passes ``max_event_bytes``: memory stays bounded."""
     buffer = b""
     async for chunk in chunks:
         buffer = buffer + chunk if buffer else chunk
@@ -21,6 +31,8 @@ async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list
             buffer = buffer.replace(b"\r\n", b"\n")
         parts = buffer.split(b"\n\n")
         buffer = parts.pop()
+        if len(buffer) > max_event_bytes:
+            raise EventTooLarge(f"the upstream sent {len(buffer)} bytes without ending an event")
         events = [p for p in parts if p]
         if events:
             yield events

@@ -93,3 +93,14 @@ async def test_the_other_routes_contain_a_misshapen_answer_too(make_gateway, rou
     assert resp.status < 500 or resp.status == 502, text
     assert "internal_error" not in text, text
     await gw.trace(resp.headers["x-wardgate-request-id"])
+
+
+async def test_an_event_that_never_ends_is_cut_at_8_mb_not_buffered_without_bound(make_gateway):
+    gw = await make_gateway()
+    gw.upstream.then(Scripted(chunks=[b"data: " + b"x" * (9 * 1024 * 1024)]))  # no blank line: one endless event
+    resp = await gw.client.post("/v1/chat/completions", json={**BODY, "stream": True}, headers=AUTH)
+    text = await resp.text()
+    assert resp.status == 200 and text.count("data: ") == 1 and '"code":"upstream_error"' in text
+    assert "EventTooLarge" in text and len(text) < 1000  # the error event only: nothing of the 9 MB
+    record = await gw.trace(resp.headers["x-wardgate-request-id"])
+    assert record["outcome"] == "error" and record["error"]["code"] == "upstream_error"
