@@ -7,7 +7,7 @@ from typing import Any
 from wardgate.config.schema import PriceConfig
 from wardgate.exchange import Response, ToolCall
 
-__all__ = ["absorb_body", "absorb_chunk", "cost_of", "normalize_usage"]
+__all__ = ["absorb_body", "absorb_chunk", "as_list", "cost_of", "normalize_usage"]
 
 
 def normalize_usage(usage: Any) -> dict[str, int] | None:
@@ -30,7 +30,7 @@ def cost_of(usage: dict[str, int] | None, price: PriceConfig) -> float | None:
     return round(cost, 10)
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     """``value`` when it is a list; anything else an upstream put there counts as nothing."""
     return value if isinstance(value, list) else []
 
@@ -49,7 +49,7 @@ def _responses_output(resp: Response, output: Any) -> None:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in _list(item.get("content")):
+            for part in as_list(item.get("content")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     resp.append_text(part["text"])
         elif item.get("type") == "function_call":
@@ -70,7 +70,7 @@ def absorb_body(resp: Response, body: dict[str, Any]) -> None:
         if isinstance(message, dict):
             content = message.get("content")
             resp.text = content if isinstance(content, str) else ""
-            for n, call in enumerate(_list(message.get("tool_calls"))):
+            for n, call in enumerate(as_list(message.get("tool_calls"))):
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     resp.tool_calls.append(ToolCall(n, call.get("id"), str(fn.get("name", "")), str(fn.get("arguments", ""))))
@@ -109,7 +109,7 @@ def absorb_chunk(resp: Response, chunk: dict[str, Any]) -> str:
             content = delta.get("content")
             if isinstance(content, str):
                 new += content
-            for call_delta in _list(delta.get("tool_calls")):
+            for call_delta in as_list(delta.get("tool_calls")):
                 if not isinstance(call_delta, dict):
                     continue
                 index = call_delta.get("index", 0)

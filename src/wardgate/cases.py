@@ -102,7 +102,7 @@ class Case:
                                                              and all(isinstance(e, dict) for e in expect)):
             raise ValueError("'request' must be an object and 'expect' a list of objects")
         return cls(str(data["id"]), str(data["label"]), data["route"], data["model"], data["request"],
-                   data.get("observed") or {}, tuple(Expectation.from_json(e) for e in data.get("expect") or ()),
+                   data.get("observed") or {}, tuple(Expectation.from_json(e) for e in expect),
                    data.get("source_request_id"), data.get("created"))
 
 

@@ -44,9 +44,7 @@ def _example(schema: Any) -> Any:
 def _chat_answer(body: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     last = messages[-1] if messages else {}
-    declared = body.get("tools")
-    tools = [t for t in declared if isinstance(t, dict) and isinstance(t.get("function"), dict)] \
-        if isinstance(declared, list) else []
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     if last.get("role") == "tool":
         return f"The tool returned: {content_text(last.get('content'))}", []
     if tools and body.get("tool_choice") != "none":

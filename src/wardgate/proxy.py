@@ -137,7 +137,7 @@ def _finalize(request: web.Request, ex: Exchange) -> None:
     if ex.model is not None and ex.response.usage is not None:
         ex.cost_usd = cost_of(ex.response.usage, ex.model.price)
     # After the response is on its way: the record costs the client no latency (DESIGN.md).
-    request.app[RECORDER].record_soon(ex, ex.elapsed_ms())
+    asyncio.get_running_loop().call_soon(request.app[RECORDER].record, ex, ex.elapsed_ms())
 
 
 async def handle_api(request: web.Request) -> web.StreamResponse:

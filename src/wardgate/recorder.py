@@ -5,8 +5,6 @@ Runs at the end of every request; the record is queued, never written on the req
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 
 from wardgate.anomaly import AnomalyDetector
@@ -31,21 +29,6 @@ class Recorder:
         self.anomalies = anomalies or AnomalyDetector()
         self.signals = signals or SignalTracker(self.feedback)
         """Implicit feedback (rephrase, abandon) and the request-id -> team index for POST /v1/feedback."""
-        self._pending: list[tuple[Exchange, float]] = []
-
-    def record_soon(self, ex: Exchange, total_ms: float) -> None:
-        """Record ``ex`` on the next turn of the event loop, after its response is on its way.
-
-        The exchanges that end in one turn are recorded together, in one callback: fewer callbacks,
-        and the recorder's code and data stay in the CPU caches for the whole batch."""
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._record_pending)
-        self._pending.append((ex, total_ms))
-
-    def _record_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        for ex, total_ms in pending:
-            self.record(ex, total_ms)
 
     def feedback(self, record: Record) -> None:
         """Queue a feedback record (explicit or implicit) for the sinks and count it."""

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from wardgate.answer import absorb_chunk
+from wardgate.answer import absorb_chunk, as_list
 from wardgate.errors import envelope
 from wardgate.exchange import Exchange, Outcome, Verdict
 from wardgate.pipeline import Pipeline
@@ -65,15 +65,14 @@ def _filtered(ex: Exchange, chunk: dict[str, Any], finishing: bool) -> bytes:
     if chunk.get("type") == "response.output_text.delta":
         chunk["delta"] = _run_filters(ex, "content", chunk.get("delta") or "", finishing)
         return format_data(orjson.dumps(chunk))
-    choices = chunk.get("choices")
-    for choice in choices if isinstance(choices, list) else ():
+    for choice in as_list(chunk.get("choices")):
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue
         delta = choice.get("delta")
         if isinstance(delta, dict):
             seen = set()
-            calls = delta.get("tool_calls")
-            for call in calls if isinstance(calls, list) else ():
+            calls = as_list(delta.get("tool_calls"))
+            for call in calls:
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
                     channel = f"tool:{call.get('index', 0)}"
@@ -87,7 +86,7 @@ def _filtered(ex: Exchange, chunk: dict[str, Any], finishing: bool) -> bytes:
                 tails = [{"index": call.index, "function": {"arguments": tail}} for call in ex.response.tool_calls
                          if call.index not in seen and (tail := _run_filters(ex, f"tool:{call.index}", "", True))]
                 if tails:
-                    delta["tool_calls"] = (calls if isinstance(calls, list) else []) + tails
+                    delta["tool_calls"] = calls + tails
         elif isinstance(choice.get("text"), str):
             choice["text"] = _run_filters(ex, "content", choice["text"], finishing)
     return format_data(orjson.dumps(chunk))
@@ -114,21 +113,17 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
     try:
         try:
             await _pump(resp, ex, reply, pipeline, checkpoints)
-        except (TimeoutError, aiohttp.ClientError, EventTooLarge) as exc:
-            # The upstream failed mid-stream: the client gets one error event and the stream ends.
-            # (A TimeoutError here is the upstream's idle_timeout_s between chunks or its timeout_s.)
-            ex.outcome = Outcome.ERROR
-            if isinstance(exc, asyncio.TimeoutError):
-                ex.error = envelope(504, "upstream_timeout", "the upstream stream stalled (timed out)")["error"]
+        except Exception as exc:  # noqa: BLE001 - after the headers went out: one error event, never a hang
+            # The upstream failed mid-stream (a TimeoutError is its idle_timeout_s between chunks or its
+            # timeout_s), or a bug here: the client gets one error event and the stream ends.
+            if isinstance(exc, TimeoutError):
+                error = envelope(504, "upstream_timeout", "the upstream stream stalled (timed out)")
+            elif isinstance(exc, aiohttp.ClientError | EventTooLarge):
+                error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")
             else:
-                ex.error = envelope(502, "upstream_error", f"the upstream stream failed: {type(exc).__name__}")["error"]
-            ex.extra["stream_cut_at_chars"] = len(ex.response.text)
-            await pipeline.run_response(ex)
-            await resp.write(error_event({"error": ex.error}))
-        except Exception:  # noqa: BLE001 - a bug after the headers went out: one error event, not a hang
-            _log.exception("relay_failed", request_id=ex.request_id)
-            ex.outcome = Outcome.ERROR
-            ex.error = envelope(500, "internal_error", "internal error while relaying the stream")["error"]
+                _log.exception("relay_failed", request_id=ex.request_id)
+                error = envelope(500, "internal_error", "internal error while relaying the stream")
+            ex.outcome, ex.error = Outcome.ERROR, error["error"]
             ex.extra["stream_cut_at_chars"] = len(ex.response.text)
             await asyncio.shield(pipeline.run_response(ex))
             await resp.write(error_event({"error": ex.error}))

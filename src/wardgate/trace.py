@@ -109,8 +109,8 @@ def _timings(ex: Exchange) -> tuple[dict[str, float], list[dict[str, Any]]]:
         name, ms = span.stage, span.duration_ms
         stages[name] = stages.get(name, 0.0) + ms
         # Action is a str enum: orjson writes its value, and it compares equal to it in process.
-        append({"stage": name, "phase": span.phase, "ms": int(ms * 10000.0 + 0.5) / 10000.0, "action": span.action})
-    return {k: int(v * 1000.0 + 0.5) / 1000.0 for k, v in stages.items()}, spans
+        append({"stage": name, "phase": span.phase, "ms": _r(ms, 10000.0), "action": span.action})
+    return {k: _r(v, 1000.0) for k, v in stages.items()}, spans
 
 
 def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:

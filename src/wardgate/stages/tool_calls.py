@@ -27,8 +27,7 @@ def _validator(schema_json: bytes) -> Any:
 def _declared_tools(body: dict[str, Any] | None) -> dict[str, Any]:
     """name -> parameters schema, for chat (``{"type": "function", "function": {...}}``) and Responses tools."""
     tools: dict[str, Any] = {}
-    declared = (body or {}).get("tools")
-    for tool in declared if isinstance(declared, list) else ():
+    for tool in (body or {}).get("tools") or ():  # a list: the parse stage refuses anything else
         if not isinstance(tool, dict):
             continue
         fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
