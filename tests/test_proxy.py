@@ -258,3 +258,14 @@ async def test_session_header_and_derived_session(gateway):
     c = await gateway.client.post("/v1/chat/completions", json=body, headers={**headers, "x-wardgate-session": "run-7"})
     ra, rb, rc = [await gateway.trace(r.headers["x-wardgate-request-id"]) for r in (a, b, c)]
     assert ra["session_id"] == rb["session_id"] and rc["session_id"] == "run-7"
+
+
+async def test_paths_outside_v1_get_openai_errors_not_html(gateway):
+    stray = await gateway.client.get("/nothing/here")
+    assert stray.status == 404 and stray.content_type == "application/json"
+    assert (await stray.json())["error"]["code"] == "not_found"
+    for method, path in (("POST", "/healthz"), ("DELETE", "/admin/traces"), ("GET", "/admin/reload"),
+                         ("POST", "/admin/traces/req_123")):
+        resp = await gateway.client.request(method, path)
+        assert resp.status == 405, (method, path)
+        assert (await resp.json())["error"]["code"] == "method_not_allowed"

@@ -115,16 +115,19 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-@web.middleware
-async def _render_http_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """aiohttp's own refusals (unknown path, bad method) in OpenAI's envelope, never HTML."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "invalid_request")
-        return web.Response(status=exc.status, body=error_body(exc.status, code, exc.reason), content_type="application/json")
+_OWN_PATHS = ("/healthz", "/readyz", "/metrics", "/admin/traces", "/admin/budgets", "/admin/reload", "/admin/config")
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    """Any path no route takes (the last route): OpenAI's envelope, never aiohttp's HTML or text.
+
+    A route rather than a middleware: a middleware wraps every request, this runs only for strays."""
+    path = request.path
+    if path in _OWN_PATHS or path.startswith("/admin/traces/"):
+        status, code, message = 405, "method_not_allowed", f"{request.method} is not allowed on {path}"
+    else:
+        status, code, message = 404, "not_found", f"Unknown route: {request.method} {path}"
+    return web.Response(status=status, body=error_body(status, code, message), content_type="application/json")
 
 
 def create_app(config: Config, *, generation: int = 1, config_path: str | None = None,
@@ -132,7 +135,7 @@ def create_app(config: Config, *, generation: int = 1, config_path: str | None =
     """``config_path`` is where reloads read from (SIGHUP, POST /admin/reload, file watching);
     ``clock`` stamps each request's arrival (tests move it across budget windows)."""
     # The body limit is enforced by the handler (413 with a trace record), so aiohttp's own is lifted above it.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1, middlewares=[_render_http_errors])
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     app[_CONFIG] = config
     app[CLOCK] = clock
     app[_GENERATION_NUMBER] = generation
@@ -156,6 +159,7 @@ def create_app(config: Config, *, generation: int = 1, config_path: str | None =
     app.router.add_get("/admin/traces", handle_traces)
     app.router.add_get("/admin/traces/{request_id}", handle_trace)
     app.router.add_get("/admin/budgets", handle_budgets)
+    app.router.add_route("*", "/{tail:.*}", _not_found)  # last: what no other route takes
     setup_reload(app, config_path, lambda n, cfg: make_generation(n, cfg, app[_SESSION], app[_SERVICES]),
                  watch_s=config.server.watch_config_s)
     return app

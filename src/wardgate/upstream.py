@@ -20,6 +20,7 @@ import orjson
 
 from wardgate.breaker import Breaker
 from wardgate.config.schema import Config, ModelConfig, UpstreamConfig
+from wardgate.deadlines import Deadlines
 from wardgate.errors import GatewayError
 from wardgate.exchange import Exchange
 
@@ -62,8 +63,9 @@ class Upstream(Protocol):
 class HttpUpstream:
     """An OpenAI-compatible HTTP server.
 
-    One asyncio timer per call: it fires at the first byte's timeout (``ttfb_timeout_s``) or the
-    deadline, whichever is sooner, and is moved to the deadline once the first byte is in. aiohttp's
+    One deadline per call, filed in a timer wheel (``wardgate.deadlines``: no loop timer per call): it
+    fires at the first byte's timeout (``ttfb_timeout_s``) or the deadline, whichever is sooner, and is
+    moved to the deadline once the first byte is in. aiohttp's
     own ``total`` timer is off for whole answers (it would be a second timer for the same deadline)
     and keeps the deadline of a stream's chunks, which are read after the call returned.
     """
@@ -78,6 +80,7 @@ class HttpUpstream:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
         self._ttfb = config.ttfb_timeout_s
         self._idle = config.idle_timeout_s
+        self._deadlines = Deadlines()
 
     async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str], deadline: float) -> Reply:
         url = self._base + route.removeprefix("/v1")
@@ -86,7 +89,7 @@ class HttpUpstream:
         end = now + (deadline - time.monotonic())
         resp: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout_at(end if self._ttfb is None else min(end, now + self._ttfb)) as timer:
+            async with self._deadlines.at(end if self._ttfb is None else min(end, now + self._ttfb)) as timer:
                 # A stream's chunks are read after this timer is gone: aiohttp's own timer keeps its deadline.
                 timeout = (aiohttp.ClientTimeout(total=max(0.001, end - now), sock_connect=self._timeout.sock_connect)
                            if stream else self._timeout)
@@ -117,7 +120,7 @@ class HttpUpstream:
         loop = asyncio.get_running_loop()
         while chunk:
             yield chunk
-            async with asyncio.timeout_at(min(end, loop.time() + self._idle)):
+            async with self._deadlines.at(min(end, loop.time() + self._idle)):
                 chunk = await resp.content.readany()
 
 
