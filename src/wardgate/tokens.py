@@ -6,10 +6,10 @@ Falls back to a cheap estimate (~4 characters a token) when quicktok is not impo
 from __future__ import annotations
 
 from functools import lru_cache
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["content_text", "count_messages", "count_tokens"]
+__all__ = ["content_text", "count_messages", "count_tokens", "preload"]
 
 try:
     import quicktok as _quicktok
@@ -29,6 +29,13 @@ def _encoding(model: str) -> Any:
         return _quicktok.encoding_for_model(model)
     except Exception:  # unknown model names: the newest OpenAI encoding is the best guess
         return _quicktok.get_encoding("o200k_base")
+
+
+def preload(models: Iterable[str]) -> None:
+    """Load the encodings of ``models`` now: a first load reads ~0.3 s of tables, which would otherwise
+    land on the first request that counts tokens."""
+    for model in models:
+        _encoding(model)
 
 
 def count_tokens(text: str, model: str = "gpt-4o") -> int:

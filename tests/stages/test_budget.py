@@ -160,3 +160,12 @@ async def test_calendar_windows_roll_over(make_gateway):
     clock.now += 3600  # the next hour; the month's 3 requests are not used up yet
     assert await _one(gw) == (200, None)
     assert await _one(gw) == (429, "budget_exceeded")  # month: 3 of 3
+
+
+async def test_the_encodings_are_loaded_when_the_gateway_starts_not_on_the_first_request(make_gateway):
+    from wardgate import tokens
+
+    tokens._encoding.cache_clear()
+    await make(make_gateway, "[{window: day, tokens: 100000}]")
+    loaded = tokens._encoding.cache_info().currsize
+    assert loaded >= 1  # before any request: the first one does not pay the ~0.3 s table load

@@ -17,7 +17,7 @@ from wardgate.config.schema import BudgetConfig, Config, PolicyConfig, TeamConfi
 from wardgate.exchange import ALLOW, Action, Exchange, Verdict
 from wardgate.state import Charge, CounterState, Limit, MemoryStateStore, StateStore, StateUnavailable, Unit, Window
 from wardgate.scan_cache import ScanCache
-from wardgate.tokens import count_messages, count_tokens
+from wardgate.tokens import count_messages, count_tokens, preload
 from wardgate.textview import request_texts
 
 __all__ = ["Budget", "estimate_tokens"]
@@ -95,6 +95,8 @@ class Budget:
         self.active = bool(self._session_tokens or self._session_usd or any(self._team_limits.values())
                            or any(team.key_budgets or team.user_budgets for team in config.teams.values()))
         """False when no team has any budget and the policy caps no session: the stage would never count."""
+        if self.active:  # the encodings this stage will count with, loaded before the first request needs them
+            preload({model.model or alias for alias, model in config.models.items()})
         self._counts: dict[str, ScanCache[int]] = {}
         """Token counts per message text, per upstream model."""
 
