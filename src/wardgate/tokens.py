@@ -5,8 +5,8 @@ Falls back to a cheap estimate (~4 characters a token) when quicktok is not impo
 
 from __future__ import annotations
 
-from functools import lru_cache
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["content_text", "count_messages", "count_tokens", "preload"]
