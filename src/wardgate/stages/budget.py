@@ -16,16 +16,7 @@ from wardgate.answer import cost_of
 from wardgate.config.schema import BudgetConfig, Config, PolicyConfig, TeamConfig
 from wardgate.exchange import ALLOW, Action, Exchange, Verdict
 from wardgate.scan_cache import ScanCache
-from wardgate.state import (
-    Charge,
-    CounterState,
-    Limit,
-    MemoryStateStore,
-    StateStore,
-    StateUnavailable,
-    Unit,
-    Window,
-)
+from wardgate.state import Charge, CounterState, Limit, MemoryStateStore, StateStore, StateUnavailable, Unit, Window
 from wardgate.textview import request_texts
 from wardgate.tokens import count_messages, count_tokens, preload
 
