@@ -13,6 +13,7 @@ Issue 3's bars: ≤ 1 ms p50 at 4 KB, linear in size, turn 50 ≤ 2x turn 1.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import statistics
 import sys
 import time
@@ -52,6 +53,13 @@ def _text(prompts: list[str], size: int, offset: int) -> str:
     return "\n".join(out)[:size]
 
 
+async def _call(phase, ex: Exchange) -> None:
+    """A stage phase is a coroutine function or a plain one (wardgate.pipeline.Stage)."""
+    result = phase(ex)
+    if inspect.isawaitable(result):
+        await result
+
+
 async def _one(pipeline: Pipeline, config, messages: list[dict], answer: str, n: int) -> float:
     team = config.teams["t"]
     ex = Exchange(request_id=f"r{n}", route="/v1/chat/completions", config=config)
@@ -61,12 +69,12 @@ async def _one(pipeline: Pipeline, config, messages: list[dict], answer: str, n:
     started = time.perf_counter()
     for stage in pipeline.by_policy["all"]:
         ex.stages_ran.append(stage)
-        await stage.on_request(ex)
+        await _call(stage.on_request, ex)
     ex.response = Response(status=200, text=answer, complete=True, body={"choices": [{"message": {"content": answer}}]},
                            usage={"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150})
     ex.final = True
     for stage in reversed(ex.stages_ran):
-        await stage.on_response(ex)
+        await _call(stage.on_response, ex)
     return (time.perf_counter() - started) * 1e6
 
 

@@ -244,7 +244,7 @@ async def handle_feedback(request: web.Request) -> web.StreamResponse:
     status, payload = 200, b""
     try:
         authenticate = gen.pipeline.front[0]
-        verdict = await authenticate.on_request(ex)
+        verdict = authenticate.on_request(ex)  # a plain function
         if verdict.blocks:
             ex.verdicts.append(replace(verdict, stage=authenticate.name))
             raise GatewayError(verdict.status, verdict.error_code or "invalid_api_key", verdict.message or "")

@@ -6,9 +6,10 @@ and every stage whose request phase ran gets its response phase, whatever happen
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import perf_counter
+from typing import Any, Protocol
 
 import structlog
 
@@ -17,10 +18,16 @@ from wardgate.exchange import ALLOW, Action, Exchange, Span, Verdict
 __all__ = ["Pipeline", "Stage"]
 
 _log = structlog.get_logger("wardgate.pipeline")
+_ALLOW, _BLOCK = Action.ALLOW, Action.BLOCK
 
 
 class Stage(Protocol):
-    """A step of the chain. Configured once; keeps no per-request state on ``self``."""
+    """A step of the chain. Configured once; keeps no per-request state on ``self``.
+
+    ``on_request`` / ``on_response`` are coroutine functions when they wait for something (a state
+    store, the network), plain functions when they only compute: a plain call saves the coroutine
+    (~0.5 µs a phase, 8 stages a request).
+    """
 
     name: str
     responds: bool
@@ -29,9 +36,13 @@ class Stage(Protocol):
     """Optional, default True. False: ``on_request`` is a no-op and the pipeline never calls it (the
     stage still gets its response phase)."""
 
-    async def on_request(self, ex: Exchange) -> Verdict: ...
+    def on_request(self, ex: Exchange) -> Verdict | Awaitable[Verdict]: ...
 
-    async def on_response(self, ex: Exchange) -> Verdict: ...
+    def on_response(self, ex: Exchange) -> Verdict | Awaitable[Verdict]: ...
+
+
+Phase = tuple[Callable[[Exchange], Any], bool]
+"""A stage's phase as the pipeline calls it: the bound method, and whether it is a coroutine function."""
 
 
 def _failure(stage: Stage, exc: BaseException) -> Verdict:
@@ -39,8 +50,14 @@ def _failure(stage: Stage, exc: BaseException) -> Verdict:
                    message=f"the {stage.name} guardrail is unavailable", score=None)
 
 
-def _plan(stages: Sequence[Stage]) -> tuple[tuple[Stage, bool, bool], ...]:
-    return tuple((stage, getattr(stage, "responds", True), getattr(stage, "checks_request", True)) for stage in stages)
+def _phase(method: Callable[[Exchange], Any]) -> Phase:
+    return method, inspect.iscoroutinefunction(method)
+
+
+def _plan(stages: Sequence[Stage]) -> tuple[tuple[Stage, bool, Phase | None], ...]:
+    """Each stage with whether it has a response phase, and its request phase (None: it has none)."""
+    return tuple((stage, getattr(stage, "responds", True),
+                  _phase(stage.on_request) if getattr(stage, "checks_request", True) else None) for stage in stages)
 
 
 class Pipeline:
@@ -49,29 +66,36 @@ class Pipeline:
     def __init__(self, front: Sequence[Stage], by_policy: Mapping[str | None, Sequence[Stage]]) -> None:
         self.front = tuple(front)
         self.by_policy = {name: tuple(stages) for name, stages in by_policy.items()}
-        # Each stage with whether it has a response and a request phase, read once here rather than per request.
+        # What each stage has and how it is called, read once here rather than per request.
         self._front_plan = _plan(self.front)
         self._plans = {name: _plan(stages) for name, stages in self.by_policy.items()}
+        self._responses: dict[int, Phase] = {
+            id(stage): _phase(stage.on_response) for stage in (*self.front, *(s for ss in self.by_policy.values() for s in ss))}
 
-    def _record(self, ex: Exchange, stage: Stage, phase: str, started: float, verdict: Verdict) -> Verdict:
-        ex.spans.append(Span(stage.name, phase, (time.perf_counter() - started) * 1000.0, verdict.action))
-        if verdict.action is Action.ALLOW:
-            return verdict
+    def _failed(self, ex: Exchange, stage: Stage, phase: str, exc: Exception) -> Verdict:
+        # A guardrail bug or outage must not become a 500 or a silent pass.
+        _log.error("stage_failed", stage=stage.name, phase=phase, request_id=ex.request_id, error=repr(exc))
+        verdict = _failure(stage, exc)
+        if ex.policy is not None and ex.policy.fail_open:
+            verdict = Verdict(Action.FLAG, code=f"{stage.name}.error", message=verdict.message)
+        return verdict
+
+    @staticmethod
+    def _stamped(ex: Exchange, stage: Stage, verdict: Verdict) -> Verdict:
         stamped = Verdict(verdict.action, verdict.code, verdict.message, verdict.status, verdict.score,
                           verdict.error_code, verdict.headers, stage.name)
         ex.verdicts.append(stamped)
         return stamped
 
     async def _run(self, ex: Exchange, stage: Stage, phase: str) -> Verdict:
-        started = time.perf_counter()
+        call, is_async = self._responses[id(stage)] if phase == "response" else _phase(stage.on_request)
+        started = perf_counter()
         try:
-            verdict = await (stage.on_request(ex) if phase == "request" else stage.on_response(ex))
-        except Exception as exc:  # a guardrail bug or outage must not become a 500 or a silent pass
-            _log.error("stage_failed", stage=stage.name, phase=phase, request_id=ex.request_id, error=repr(exc))
-            verdict = _failure(stage, exc)
-            if ex.policy is not None and ex.policy.fail_open:
-                verdict = Verdict(Action.FLAG, code=f"{stage.name}.error", message=verdict.message)
-        return self._record(ex, stage, phase, started, verdict)
+            verdict = await call(ex) if is_async else call(ex)
+        except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
+            verdict = self._failed(ex, stage, phase, exc)
+        ex.spans.append(Span(stage.name, phase, (perf_counter() - started) * 1000.0, verdict.action))
+        return verdict if verdict.action is _ALLOW else self._stamped(ex, stage, verdict)
 
     async def run_request(self, ex: Exchange) -> Verdict:
         """Run request phases in order; stop at the first block and return it."""
@@ -80,15 +104,25 @@ class Pipeline:
             return verdict
         return await self._requests(ex, self._plans.get(ex.team.policy if ex.team else None, ()))  # team known now
 
-    async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool, bool], ...]) -> Verdict:
-        for stage, responds, checks_request in plan:
+    async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool, Phase | None], ...]) -> Verdict:
+        # _run inlined: one coroutine less per stage, on every request.
+        spans, ran = ex.spans, ex.stages_ran
+        for stage, responds, request in plan:
             if responds:
-                ex.stages_ran.append(stage)  # the stages whose response phase runs, in reverse
-            if not checks_request:
+                ran.append(stage)  # the stages whose response phase runs, in reverse
+            if request is None:
                 continue
-            verdict = await self._run(ex, stage, "request")
-            if verdict.blocks:
-                return verdict
+            call, is_async = request
+            started = perf_counter()
+            try:
+                verdict = await call(ex) if is_async else call(ex)
+            except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
+                verdict = self._failed(ex, stage, "request", exc)
+            spans.append(Span(stage.name, "request", (perf_counter() - started) * 1000.0, verdict.action))
+            if verdict.action is not _ALLOW:
+                verdict = self._stamped(ex, stage, verdict)
+                if verdict.action is _BLOCK:
+                    return verdict
         return ALLOW
 
     async def run_checkpoint(self, ex: Exchange) -> Verdict:
@@ -108,8 +142,17 @@ class Pipeline:
             return ALLOW
         ex.final = True
         first_block = ALLOW
+        spans, responses = ex.spans, self._responses
         for stage in reversed(ex.stages_ran):
-            verdict = await self._run(ex, stage, "response")
-            if verdict.blocks and not first_block.blocks:
-                first_block = verdict
+            call, is_async = responses[id(stage)]
+            started = perf_counter()
+            try:
+                verdict = await call(ex) if is_async else call(ex)
+            except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
+                verdict = self._failed(ex, stage, "response", exc)
+            spans.append(Span(stage.name, "response", (perf_counter() - started) * 1000.0, verdict.action))
+            if verdict.action is not _ALLOW:
+                verdict = self._stamped(ex, stage, verdict)
+                if verdict.action is _BLOCK and not first_block.blocks:
+                    first_block = verdict
         return first_block

@@ -173,7 +173,7 @@ async def handle_models(request: web.Request) -> web.StreamResponse:
     ex = Exchange(request_id=_new_request_id(), route=request.path, headers=request.headers, config=gen.config,
                   received=request.app[CLOCK]())
     try:
-        verdict = await gen.pipeline.front[0].on_request(ex)
+        verdict = gen.pipeline.front[0].on_request(ex)  # Authenticate: a plain function
         if verdict.blocks:
             ex.verdicts.append(verdict)
             return _block_response(ex, verdict)

@@ -36,7 +36,7 @@ class Authenticate:
         this stage. Only valid keys enter, at most one per configured key (equal digests mean equal keys),
         so a flood of wrong keys cannot grow it; it lives as long as this config generation."""
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         header = ex.headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -57,5 +57,5 @@ class Authenticate:
         ex.policy = self._policies[team.policy] if team.policy else self._default_policy
         return ALLOW
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         return ALLOW

@@ -44,7 +44,7 @@ class Injection:
         # What scores a text of each message role (tool results are weighed as such, the rest as user text).
         self._score = {r: _scoring(self._scorer, "tool" if r == "tool" else "user") for r in self._roles}
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         texts = [t for t in texts_of(ex) if t.role in self._roles]
         worst: tuple[InjectionResult, str, str] | None = None
         for ref in texts:
@@ -62,5 +62,5 @@ class Injection:
         return decide(self._action, f"injection.{family}", f"{kind} detected in {where} ({detail})",
                       "prompt_injection", round(top, 4))
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         return ALLOW

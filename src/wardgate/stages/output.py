@@ -36,10 +36,10 @@ class Output:
         top = max(findings, key=lambda f: f.score)
         return decide(self._action, f"output.{top.category}", top.message, "unsafe_output", top.score)
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         return ALLOW
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         if ex.response.status != 200 or not ex.response.text:
             return ALLOW
         if not ex.stream:

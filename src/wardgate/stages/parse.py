@@ -179,7 +179,7 @@ class Parse:
         self._max_chars = config.server.max_string_chars
         self._max_messages = config.server.max_messages
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         try:
             body = orjson.loads(ex.raw_body)
         except orjson.JSONDecodeError as exc:
@@ -247,5 +247,5 @@ class Parse:
                                 _first_text(messages, "user") if messages else str(body.get("input") or body.get("prompt"))))
             ex.session_id = "s-" + hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         return ALLOW

@@ -76,7 +76,7 @@ class Pii:
     def _find(self, text: str) -> list[Finding]:
         return find_pii(text, self._entities)
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         texts = texts_of(ex)
         found = [(ref, self._cache.get(ref.text, self._find)) for ref in texts]
         found = [(ref, f) for ref, f in found if f]
@@ -99,7 +99,7 @@ class Pii:
             ex.delta_filters.append(_Restore(redactor))
         return decide("flag", "pii.redacted", f"personal data redacted: {listed}", "pii_detected", 1.0)
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         redactor = ex.redactor
         if not self._restore or redactor is None or not ex.final or ex.stream:
             return ALLOW

@@ -17,7 +17,7 @@ class Route:
         self._upstreams = config.upstreams
         self._policies = config.policies
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         alias = ex.model_alias
         model = self._models.get(alias or "")
         if model is None:
@@ -33,5 +33,5 @@ class Route:
         ex.upstream_model = model.model or alias
         return ALLOW
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         return ALLOW

@@ -28,7 +28,7 @@ class Secrets:
         self._action = policy.action
         self._cache: ScanCache[list[Finding]] = ScanCache()
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         texts = texts_of(ex)
         kinds: Counter[str] = Counter()
         for ref in texts:
@@ -49,5 +49,5 @@ class Secrets:
         return decide(self._action, "secrets.detected", f"the request contains a credential ({listed}); "
                       "remove it and send again", "secret_detected", 1.0)
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         return ALLOW

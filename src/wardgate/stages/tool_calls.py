@@ -72,10 +72,10 @@ class ToolCalls:
     def __init__(self, policy: ToolCallsPolicy) -> None:
         self._block = policy.action == "block"
 
-    async def on_request(self, ex: Exchange) -> Verdict:
+    def on_request(self, ex: Exchange) -> Verdict:
         return ALLOW
 
-    async def on_response(self, ex: Exchange) -> Verdict:
+    def on_response(self, ex: Exchange) -> Verdict:
         calls = ex.response.tool_calls
         if not ex.final or not calls or ex.response.status != 200:
             return ALLOW
