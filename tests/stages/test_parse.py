@@ -21,6 +21,11 @@ def _deep(levels: int) -> bytes:
     (b'{' + _CHAT % b'"hi"' + b', "metadata": {"a": 1, "b": {"c": 2, "c" : 3}}}', "'c'"),
     (b'{' + _CHAT % b'"say \\"x\\": 1"' + b', "user": "u", "user": "v"}', "'user'"),
     (b'{' + _CHAT % b'"a\\\\"' + b', "seed": 1, "seed": 2}', "'seed'"),
+    # Compact bodies (no whitespace at all: the memchr count), and a duplicate behind `"k" :`.
+    (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"seed":1,"seed":2}', "'seed'"),
+    (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"say \\":\\""}],"n":1,"n":2}', "'n'"),
+    (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"model" :"gpt-4o"}', "'model'"),
+    (b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"user"\n:"a","user":"b"}', "'user'"),
     (b'{' + _CHAT % b'"hi"' + b', ' + _deep(70) + b'}', "nested deeper"),
     (b'{' + _CHAT % b'"hi"' + b', "seed": 123456789012345678901234567890}', "'seed'"),
     (b'{' + _CHAT % b'"hi"' + b', "tools": 1.5}', "'tools'"),
@@ -54,3 +59,40 @@ async def test_a_string_longer_than_the_limit_is_named(aiohttp_client, fake_upst
         payload = await resp.json()
         assert resp.status == 400 and where in payload["error"]["message"], payload
     assert not fake_upstream.received
+
+
+def test_the_duplicate_key_count_agrees_with_the_stdlib_on_random_bodies():
+    import json
+    import random
+
+    from wardgate.stages.parse import _count_keys, _duplicate_key
+
+    rng = random.Random(5)
+    pieces = ['x', '"', '\\\\', ':', '":', '\\":', ' : ', 'k', '\\"k\\": 1']
+
+    def text() -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+
+    def obj(depth: int) -> list[tuple[str, object]]:
+        pairs: list[tuple[str, object]] = []
+        for _ in range(rng.randint(0, 4)):
+            key = rng.choice(["a", "b", "c", text()])
+            value = obj(depth + 1) if depth < 3 and rng.random() < 0.3 else text()
+            pairs.append((key, value))
+        return pairs
+
+    def dump(pairs: list[tuple[str, object]]) -> str:
+        sep = rng.choice([":", ": ", " :", "\n:", ":\t"])
+        return "{" + ",".join(json.dumps(k) + sep + (dump(v) if isinstance(v, list) else json.dumps(v))
+                              for k, v in pairs) + "}"
+
+    for _ in range(3000):
+        raw = dump(obj(0)).encode()
+        parsed = json.loads(raw)
+        keys = _count_keys(parsed, 1, 100, 0)
+        try:
+            json.loads(raw, object_pairs_hook=lambda p: dict(p) if len(dict(p)) == len(p) else (_ for _ in ()).throw(KeyError))
+            duplicated = False
+        except KeyError:
+            duplicated = True
+        assert (_duplicate_key(raw, keys) is not None) == duplicated, raw
