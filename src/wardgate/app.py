@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -17,6 +16,7 @@ from wardgate.admin import handle_budgets, handle_trace, handle_traces
 from wardgate.config.schema import Config, PolicyConfig
 from wardgate.errors import error_body
 from wardgate.feedback import handle_feedback, sweep_signals
+from wardgate.http1 import Http1Clients
 from wardgate.keys import CLOCK, GENERATION, METRICS, RECORDER, WRITER
 from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
@@ -31,7 +31,7 @@ from wardgate.upstream import Upstreams
 
 __all__ = ["build_pipeline", "create_app", "make_generation"]
 
-_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("client_session")
+_CLIENTS: web.AppKey[Http1Clients] = web.AppKey("upstream_clients")
 _CONFIG: web.AppKey[Config] = web.AppKey("initial_config")
 _GENERATION_NUMBER: web.AppKey[int] = web.AppKey("initial_generation")
 _SERVICES: web.AppKey[Services] = web.AppKey("services")
@@ -44,9 +44,9 @@ def build_pipeline(config: Config, services: Services) -> Pipeline:
     return Pipeline(front_stages(config), by_policy)
 
 
-def make_generation(number: int, config: Config, session: aiohttp.ClientSession, services: Services) -> Generation:
+def make_generation(number: int, config: Config, clients: Http1Clients, services: Services) -> Generation:
     """Everything built from one config; a reload builds a new one on the same session and store."""
-    return Generation(number, config, build_pipeline(config, services), Upstreams(config, session), services)
+    return Generation(number, config, build_pipeline(config, services), Upstreams(config, clients), services)
 
 
 def _state_store(config: Config) -> StateStore:
@@ -66,24 +66,15 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
     await app[_SERVICES].store.close()
 
 
-def _pool_size(config: Config) -> int:
-    return sum(u.max_connections for u in config.upstreams.values() if u.kind != "echo") or 100
+async def _upstream_clients(app: web.Application) -> AsyncIterator[None]:
+    """The upstream connection pools, one per origin, for the process lifetime: a reload keeps them.
 
-
-async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    """One ClientSession for the process lifetime, its pool sized from the config (DESIGN.md)."""
-    config = app[_CONFIG]
-    limit = _pool_size(config)
-    per_host = max((u.max_connections for u in config.upstreams.values()), default=100)
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, enable_cleanup_closed=True)
-    # No cookie jar: a Set-Cookie from an upstream must never ride along on another team's request
-    # (and the jar's per-request filtering is work a proxy does not need).
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, raise_for_status=False,
-                                    cookie_jar=aiohttp.DummyCookieJar())
-    app[_SESSION] = session
-    app[GENERATION] = make_generation(app[_GENERATION_NUMBER], config, session, app[_SERVICES])
+    Not aiohttp's ClientSession: wardgate.http1 says why. No cookie jar either way: a Set-Cookie from
+    an upstream must never ride along on another team's request."""
+    clients = app[_CLIENTS] = Http1Clients()
+    app[GENERATION] = make_generation(app[_GENERATION_NUMBER], app[_CONFIG], clients, app[_SERVICES])
     yield
-    await session.close()
+    await clients.close()
 
 
 async def _sink_writer(app: web.Application) -> AsyncIterator[None]:
@@ -146,7 +137,7 @@ def create_app(config: Config, *, generation: int = 1, config_path: str | None =
     app[RECORDER] = Recorder(writer, metrics)
     app.cleanup_ctx.append(_sink_writer)
     app.cleanup_ctx.append(_state)
-    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_upstream_clients)
     app.cleanup_ctx.append(sweep_signals)
     for route in _API_ROUTES:
         app.router.add_post(route, handle_api)
@@ -160,6 +151,6 @@ def create_app(config: Config, *, generation: int = 1, config_path: str | None =
     app.router.add_get("/admin/traces/{request_id}", handle_trace)
     app.router.add_get("/admin/budgets", handle_budgets)
     app.router.add_route("*", "/{tail:.*}", _not_found)  # last: what no other route takes
-    setup_reload(app, config_path, lambda n, cfg: make_generation(n, cfg, app[_SESSION], app[_SERVICES]),
+    setup_reload(app, config_path, lambda n, cfg: make_generation(n, cfg, app[_CLIENTS], app[_SERVICES]),
                  watch_s=config.server.watch_config_s)
     return app

@@ -1,4 +1,5 @@
-"""Forwarding to upstreams: one ClientSession per process, timeouts, retries, breakers, fallbacks.
+"""Forwarding to upstreams: one connection pool per origin per process (wardgate.http1), timeouts, retries,
+breakers, fallbacks.
 
 Retries happen only before the first byte reaches the client (DESIGN.md "Streaming"): a streamed
 answer's first chunk is read inside the attempt, so a stall or reset before it is retried too.
@@ -23,6 +24,7 @@ from wardgate.config.schema import Config, ModelConfig, UpstreamConfig
 from wardgate.deadlines import Deadlines
 from wardgate.errors import GatewayError
 from wardgate.exchange import Exchange
+from wardgate.http1 import Http1Clients, Http1Response
 
 __all__ = ["HttpUpstream", "Reply", "Upstream", "Upstreams"]
 
@@ -61,42 +63,34 @@ class Upstream(Protocol):
 
 
 class HttpUpstream:
-    """An OpenAI-compatible HTTP server.
+    """An OpenAI-compatible HTTP server, called through the process's ``Http1Client`` for its origin.
 
-    One deadline per call, filed in a timer wheel (``wardgate.deadlines``: no loop timer per call): it
-    fires at the first byte's timeout (``ttfb_timeout_s``) or the deadline, whichever is sooner, and is
-    moved to the deadline once the first byte is in. aiohttp's
-    own ``total`` timer is off for whole answers (it would be a second timer for the same deadline)
-    and keeps the deadline of a stream's chunks, which are read after the call returned.
+    One deadline per read, filed in a timer wheel (``wardgate.deadlines``: no loop timer per call):
+    until the answer's head is in, the first byte's timeout (``ttfb_timeout_s``) or the deadline,
+    whichever is sooner; a streamed answer's first chunk is read within the attempt too; then each
+    chunk has until the deadline, or ``idle_timeout_s`` of silence when set.
     """
 
-    def __init__(self, name: str, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, name: str, config: UpstreamConfig, clients: Http1Clients) -> None:
         self.name = name
-        self._base = (config.base_url or "").rstrip("/")
-        self._session = session
-        self._headers = {"content-type": "application/json", **config.headers}
+        headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
-            self._headers["authorization"] = f"Bearer {config.api_key}"
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._client = clients.get(config.base_url or "", headers, config.max_connections, config.connect_timeout_s)
         self._ttfb = config.ttfb_timeout_s
         self._idle = config.idle_timeout_s
         self._deadlines = Deadlines()
 
     async def send(self, route: str, body: bytes, stream: bool, headers: dict[str, str], deadline: float) -> Reply:
-        url = self._base + route.removeprefix("/v1")
         loop = asyncio.get_running_loop()
         now = loop.time()
         end = now + (deadline - time.monotonic())
-        resp: aiohttp.ClientResponse | None = None
+        resp: Http1Response | None = None
         try:
             async with self._deadlines.at(end if self._ttfb is None else min(end, now + self._ttfb)) as timer:
-                # A stream's chunks are read after this timer is gone: aiohttp's own timer keeps its deadline.
-                timeout = (aiohttp.ClientTimeout(total=max(0.001, end - now), sock_connect=self._timeout.sock_connect)
-                           if stream else self._timeout)
-                resp = await self._session.post(url, data=body, headers={**self._headers, **headers} if headers
-                                                else self._headers, timeout=timeout)
+                resp = await self._client.post(route.removeprefix("/v1"), body, headers)
                 if stream and resp.status == 200:
-                    first = await resp.content.readany()
+                    first = await resp.readany()
                     return Reply(resp.status, chunks=self._chunks(resp, first, end), headers=resp.headers,
                                  _release=resp.close)
                 if self._ttfb is not None:  # the first byte is in: the rest of the body has until the deadline
@@ -106,22 +100,17 @@ class HttpUpstream:
             if resp is not None:
                 resp.close()
             raise
-        resp.release()
         return Reply(resp.status, body=data, headers=resp.headers)
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, first: bytes, end: float) -> AsyncIterator[bytes]:
+    async def _chunks(self, resp: Http1Response, first: bytes, end: float) -> AsyncIterator[bytes]:
         """The rest of the stream; a silence longer than ``idle_timeout_s`` or the deadline raises TimeoutError."""
-        chunk = first
-        if self._idle is None:  # the deadline is aiohttp's total timeout: no timer per chunk
-            while chunk:
-                yield chunk
-                chunk = await resp.content.readany()
-            return
         loop = asyncio.get_running_loop()
+        idle = self._idle
+        chunk = first
         while chunk:
             yield chunk
-            async with self._deadlines.at(min(end, loop.time() + self._idle)):
-                chunk = await resp.content.readany()
+            async with self._deadlines.at(end if idle is None else min(end, loop.time() + idle)):
+                chunk = await resp.readany()
 
 
 def _upstream_message(body: bytes, config: UpstreamConfig) -> str | None:
@@ -162,7 +151,7 @@ def _retry_after(reply: Reply) -> float | None:
 class Upstreams:
     """All configured upstreams of one config generation, and the retry/fallback policy."""
 
-    def __init__(self, config: Config, session: aiohttp.ClientSession, extra: dict[str, Upstream] | None = None) -> None:
+    def __init__(self, config: Config, clients: Http1Clients, extra: dict[str, Upstream] | None = None) -> None:
         # The built-in upstream, imported here to keep echo optional.
         from wardgate.echo import EchoUpstream
 
@@ -170,7 +159,7 @@ class Upstreams:
         self._by_name: dict[str, Upstream] = {}
         self._breakers: dict[str, Breaker] = {}
         for name, up in config.upstreams.items():
-            self._by_name[name] = EchoUpstream(up) if up.kind == "echo" else HttpUpstream(name, up, session)
+            self._by_name[name] = EchoUpstream(up) if up.kind == "echo" else HttpUpstream(name, up, clients)
             if up.kind != "echo":
                 self._breakers[name] = Breaker(up.breaker_failures, up.breaker_cooldown_s)
         self._by_name.update(extra or {})
