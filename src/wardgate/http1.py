@@ -29,6 +29,8 @@ __all__ = ["Http1Client", "Http1Clients", "Http1Response"]
 
 _PAUSE_AT = 4 * 1024 * 1024
 """Unread bytes of a streamed answer above which the socket stops being read (back pressure)."""
+_MAX_HEAD = 64 * 1024
+"""The most bytes of headers an answer may have (aiohttp's client allows 8 KB a line)."""
 
 
 class Http1Response:
@@ -128,6 +130,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self._paused = False
         self._headers: list[tuple[str, str]] = []
+        self._head_bytes = 0
+        self._busy = False  # a request is out and its answer not complete
         self._head: asyncio.Future[Http1Response] | None = None  # until the status line and headers are in
         self._response: Http1Response | None = None
         self._framed = True  # the answer has a Content-Length or is chunked (else it ends with the connection)
@@ -137,6 +141,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self._busy:  # bytes nobody asked for (or past the answer's end): the connection is unusable
+            self.abort()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -170,6 +177,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > _MAX_HEAD:
+            raise httptools.HttpParserError(f"more than {_MAX_HEAD} bytes of headers")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -187,6 +197,7 @@ class _Connection(asyncio.Protocol):
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
+        self._busy = False
         response, self._response = self._response, None
         keep = self._parser.should_keep_alive()
         if response is not None:
@@ -202,6 +213,8 @@ class _Connection(asyncio.Protocol):
         self._head = asyncio.get_running_loop().create_future()
         self._response = None
         self._headers = []
+        self._head_bytes = 0
+        self._busy = True
         self.transport.write(data)
         return self._head
 
@@ -308,11 +321,16 @@ class _Pool:
 class Http1Client:
     """POSTs to one base URL's origin; one pool per client (one client per upstream)."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], *, limit: int = 512, connect_timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str], *, limit: int = 512, connect_timeout_s: float = 10.0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the context for an https URL (default: the system's CAs, hostname checked)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
-        tls = ssl.create_default_context() if parts.scheme == "https" else None
+        if parts.scheme == "https":
+            tls = tls or ssl.create_default_context()
+        else:
+            tls = None
         port = parts.port or (443 if tls else 80)
         self._prefix = parts.path.rstrip("/")
         default_port = port == (443 if tls else 80)
