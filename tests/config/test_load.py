@@ -118,3 +118,15 @@ def test_serve_refuses_a_bad_config_without_traceback(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and f"{path}:6: bogus: unknown key" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "ftp://example.com/v1", "http:///v1", "api.openai.com"])
+def test_an_upstream_url_must_be_http_or_https_with_a_host(tmp_path, url):
+    path = write(tmp_path / "c.yaml", textwrap.dedent(f"""\
+        version: 1
+        upstreams:
+          u: {{base_url: "{url}"}}
+        models:
+          m: {{upstream: u}}
+        """))
+    assert any(":3: upstreams.u: base_url must be an http:// or https:// URL" in line for line in problems(path))

@@ -6,6 +6,7 @@ Every model forbids unknown keys: a typo must not pass silently.
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -66,6 +67,10 @@ class UpstreamConfig(_Frozen):
     def _needs_url(self) -> UpstreamConfig:
         if self.kind == "openai" and not self.base_url:
             raise ValueError("base_url is required unless kind is echo")
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"base_url must be an http:// or https:// URL with a host, not {self.base_url!r}")
         return self
 
 
