@@ -73,3 +73,21 @@ async def test_settled_reservations_are_remembered_up_to_a_cap() -> None:
         await store.settle(TEAM, f"other-{n}", {}, now=NOW)
     assert len(store._closed) <= memory._MAX_CLOSED
     assert (await state_of(store, cap, NOW)).used == 7
+
+
+async def test_settled_reservations_leave_no_expiry_behind_in_a_busy_window() -> None:
+    store = MemoryStateStore()
+    day = Limit("team:search", Window.DAY, Unit.TOKENS, 10**9)
+    open_ones = [rid() for _ in range(10)]
+    for one in open_ones:  # still in flight while the rest come and go: their expiries must survive
+        await store.reserve(TEAM, one, [Charge(day, 5)], ttl_s=900, now=NOW)
+    for step in range(20_000):  # a busy day window, each reservation settled at once (ttl 15 min)
+        one = rid()
+        await store.reserve(TEAM, one, [Charge(day, 10)], ttl_s=900, now=NOW + step * 0.001)
+        await store.settle(TEAM, one, [Charge(day, 7)], now=NOW + step * 0.001)
+    (counter,) = store._counters.values()
+    assert len(counter.expiries) < 200  # was one entry per reservation until its ttl passed: 20,010
+    state = await state_of(store, day, NOW + 20)
+    assert (state.used, state.reserved) == (7 * 20_000, 50)
+    state = await state_of(store, day, NOW + 901)  # the open ones expire on time
+    assert (state.used, state.reserved) == (7 * 20_000, 0)
