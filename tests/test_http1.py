@@ -255,3 +255,16 @@ async def test_https_with_a_private_ca(tmp_path):
         assert await (await client.post("/x", b"{}")).read() == b'{"tls":true}'
         with pytest.raises(aiohttp.ClientConnectorError):  # the system's CAs do not know this one
             await Http1Client(f"https://localhost:{port}/v1", {}).post("/x", b"{}")
+
+
+async def test_an_answer_nobody_asked_for_closes_the_connection():
+    async def two(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra")
+        await writer.drain()
+        return True
+
+    async with RawServer(two) as server:
+        client = Http1Client(server.url, {})
+        for _ in range(3):
+            assert await (await client.post("/x", b"{}")).read() == b"{}"  # never the stray "extra"
+    assert server.connections == 3

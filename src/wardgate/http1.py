@@ -183,6 +183,8 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if not self._busy:  # a second answer in the bytes that ended the first: nobody asked for it
+            raise httptools.HttpParserError("an answer nobody asked for")
         parser = self._parser
         headers = CIMultiDict(self._headers)
         self._headers = []
