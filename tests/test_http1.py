@@ -268,3 +268,26 @@ async def test_an_answer_nobody_asked_for_closes_the_connection():
         for _ in range(3):
             assert await (await client.post("/x", b"{}")).read() == b"{}"  # never the stray "extra"
     assert server.connections == 3
+
+
+async def test_a_whole_answer_larger_than_the_stream_buffer_is_read_and_a_cap_bounds_it(monkeypatch):
+    body = b"[" + b"0.123456789," * 900_000 + b"0]"  # ~11 MB: a large batch of embeddings
+
+    async def big(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 1 << 20):
+            writer.write(body[i:i + (1 << 20)])
+            await writer.drain()
+        return True
+
+    async with RawServer(big) as server:
+        client = Http1Client(server.url, {})
+        resp = await client.post("/embeddings", b"{}")
+        assert await asyncio.wait_for(resp.read(), 10) == body  # read() is not held by back pressure
+        import wardgate.http1
+
+        monkeypatch.setattr(wardgate.http1, "MAX_WHOLE_BODY", 4 * 1024 * 1024)
+        resp = await client.post("/embeddings", b"{}")
+        with pytest.raises(aiohttp.ClientPayloadError, match="larger than"):
+            await asyncio.wait_for(resp.read(), 10)
+        assert await asyncio.wait_for((await client.post("/embeddings", b"{}")).readany(), 10)  # a new connection

@@ -25,18 +25,21 @@ import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["Http1Client", "Http1Clients", "Http1Response"]
+__all__ = ["MAX_WHOLE_BODY", "Http1Client", "Http1Clients", "Http1Response"]
 
 _PAUSE_AT = 4 * 1024 * 1024
 """Unread bytes of a streamed answer above which the socket stops being read (back pressure)."""
 _MAX_HEAD = 64 * 1024
 """The most bytes of headers an answer may have (aiohttp's client allows 8 KB a line)."""
+MAX_WHOLE_BODY = 256 * 1024 * 1024
+"""The largest answer ``read()`` takes whole (a batch of embeddings can be tens of MB); past it the
+connection is closed and ``ClientPayloadError`` raised, so a hostile upstream cannot exhaust memory."""
 
 
 class Http1Response:
     """One answer: status and headers at once, the body as it arrives."""
 
-    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter", "headers", "status")
+    __slots__ = ("_chunks", "_conn", "_done", "_error", "_size", "_waiter", "_whole", "headers", "status")
 
     def __init__(self, conn: _Connection, status: int, headers: CIMultiDictProxy[str]) -> None:
         self._conn: _Connection | None = conn
@@ -47,12 +50,17 @@ class Http1Response:
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._whole = False  # read() is collecting the whole body: no back pressure, a size cap instead
 
     # -- fed by the connection --------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._size += len(data)
-        if self._size > _PAUSE_AT and self._conn is not None:
+        if self._whole:
+            if self._size > MAX_WHOLE_BODY:
+                self.close(aiohttp.ClientPayloadError(f"the answer is larger than {MAX_WHOLE_BODY} bytes"))
+                return
+        elif self._size > _PAUSE_AT and self._conn is not None:
             self._conn.pause()
         self._wake()
 
@@ -82,7 +90,10 @@ class Http1Response:
 
     # -- read by the caller -----------------------------------------------------------------
     async def read(self) -> bytes:
-        """The whole body."""
+        """The whole body (at most ``MAX_WHOLE_BODY`` bytes)."""
+        self._whole = True
+        if self._conn is not None:
+            self._conn.resume()  # readany() may have left the socket paused
         while not self._done:
             await self._wait()
         if self._error is not None:
@@ -112,12 +123,13 @@ class Http1Response:
         if not self._done:
             self.close()
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            conn._response = None
             conn.abort()
         if not self._done:
-            self._finish(aiohttp.ClientConnectionError("the answer was abandoned before its end"))
+            self._finish(error or aiohttp.ClientConnectionError("the answer was abandoned before its end"))
 
 
 class _Connection(asyncio.Protocol):
