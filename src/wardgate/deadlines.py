@@ -34,9 +34,6 @@ class Deadline:
         self._cancelling = 0
         self.expired = False
 
-    def when(self) -> float:
-        return self._when
-
     def reschedule(self, when: float) -> None:
         """Move the deadline (later or sooner), as ``asyncio.Timeout.reschedule`` does."""
         if self.expired:
