@@ -24,11 +24,9 @@ from wardgate.state.protocol import (
     ReserveResult,
     actual_by_counter,
     check_team,
-    emission_us,
     merge_charges,
     rate_state,
     retry_after,
-    to_stored,
     to_us,
     window_state,
 )
@@ -139,8 +137,8 @@ class MemoryStateStore:
         for position, (limit, amount) in enumerate(merged):
             index[limit.counter_id] = (limit, now)
             if limit.window.is_rate:
-                step = emission_us(limit)
-                allow_at = self._tat(team, limit, now_us) + amount * step - to_stored(limit.unit, limit.bucket) * step
+                step = limit.emission
+                allow_at = self._tat(team, limit, now_us) + amount * step - limit.stored_bucket * step
                 fits = allow_at <= now_us
                 if not fits and denied < 0:
                     wait_us = math.floor(allow_at - now_us)
@@ -149,14 +147,14 @@ class MemoryStateStore:
                 span = window_span(limit.window, now)
                 counter = self._counter(team, limit, span, ttl_s)
                 counter.purge(now_us)
-                fits = counter.used + counter.reserved + amount <= to_stored(limit.unit, limit.limit)
+                fits = counter.used + counter.reserved + amount <= limit.stored_cap
                 plans.append((limit, amount, counter, span.label))
             if not fits and denied < 0:
                 denied = position
         if denied < 0:
             for limit, amount, counter, _ in plans:
                 if counter is None:
-                    tat = self._tat(team, limit, now_us) + amount * emission_us(limit)
+                    tat = self._tat(team, limit, now_us) + amount * limit.emission
                     self._rates[(team, limit.counter_id)] = round(tat)
                 else:
                     counter.holds[reservation_id] = (amount, expires_us)
@@ -268,7 +266,7 @@ class MemoryStateStore:
     def _adjust_rate(self, team: str, limit: Limit, delta: int, now_us: int) -> None:
         if not delta:
             return
-        tat = self._tat(team, limit, now_us) + delta * emission_us(limit)
+        tat = self._tat(team, limit, now_us) + delta * limit.emission
         if tat <= now_us:
             self._rates.pop((team, limit.counter_id), None)
         else:

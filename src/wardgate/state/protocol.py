@@ -63,6 +63,12 @@ class Limit:
     """``rate_minute`` only: bucket size, the most admitted at once (default: ``limit``)."""
     counter_id: str = field(init=False, repr=False, compare=False)
     """The counter's identity, ``<scope>:<window>:<unit>``, the same whatever the cap."""
+    stored_cap: int = field(init=False, repr=False, compare=False)
+    """``limit`` in stored integer units (read on every reserve and settle: computed once)."""
+    stored_bucket: int = field(init=False, repr=False, compare=False)
+    """``bucket`` in stored integer units."""
+    emission: float = field(init=False, repr=False, compare=False)
+    """Rate windows: microseconds one stored unit occupies in the bucket (``emission_us``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", Window(self.window))
@@ -78,6 +84,11 @@ class Limit:
             raise ValueError(f"{self.scope}: burst applies to rate windows only")
         if self.window.is_rate and self.bucket <= 0:
             raise ValueError(f"{self.scope}: a rate limit needs limit and burst > 0")
+        cap = to_stored(self.unit, self.limit)
+        object.__setattr__(self, "stored_cap", cap)
+        object.__setattr__(self, "stored_bucket", to_stored(self.unit, self.bucket))
+        object.__setattr__(self, "emission", self.window.period_s * 1_000_000 / cap if self.window.is_rate and cap
+                           else math.inf)
 
     @property
     def bucket(self) -> float:
@@ -178,7 +189,7 @@ def to_us(seconds: float) -> int:
 def to_stored(unit: Unit, amount: float) -> int:
     if not (amount >= 0 and math.isfinite(amount)):
         raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
-    return round(amount * unit.scale)
+    return round(amount * 1_000_000) if unit is Unit.USD else round(amount)  # Unit.scale, without the call
 
 
 def from_stored(unit: Unit, value: float) -> float:
@@ -187,7 +198,7 @@ def from_stored(unit: Unit, value: float) -> float:
 
 def emission_us(limit: Limit) -> float:
     """Microseconds one stored unit occupies in a rate bucket."""
-    return limit.window.period_s * 1_000_000 / to_stored(limit.unit, limit.limit)
+    return limit.emission
 
 
 def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
@@ -206,7 +217,7 @@ def actual_by_counter(actual: Iterable[Charge] | Mapping[Limit, float]) -> dict[
 
 
 def window_state(limit: Limit, used: int, reserved: int, now: float) -> CounterState:
-    cap = to_stored(limit.unit, limit.limit)
+    cap = limit.stored_cap
     unit = limit.unit
     return CounterState(
         limit,
@@ -219,7 +230,7 @@ def window_state(limit: Limit, used: int, reserved: int, now: float) -> CounterS
 
 def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
     held = max(0.0, tat_us - now_us) / emission_us(limit)
-    bucket = to_stored(limit.unit, limit.bucket)
+    bucket = limit.stored_bucket
     return CounterState(
         limit,
         from_stored(limit.unit, held),
@@ -231,8 +242,8 @@ def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
 
 def retry_after(limit: Limit, amount: int, now: float, rate_wait_us: float) -> float | None:
     if limit.window.is_rate:
-        return None if amount > to_stored(limit.unit, limit.bucket) else rate_wait_us / 1_000_000
+        return None if amount > limit.stored_bucket else rate_wait_us / 1_000_000
     resets_at = window_span(limit.window, now).resets_at
-    if resets_at is None or amount > to_stored(limit.unit, limit.limit):
+    if resets_at is None or amount > limit.stored_cap:
         return None
     return resets_at - now

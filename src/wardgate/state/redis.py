@@ -36,11 +36,9 @@ from wardgate.state.protocol import (
     Unit,
     actual_by_counter,
     check_team,
-    emission_us,
     merge_charges,
     rate_state,
     retry_after,
-    to_stored,
     to_us,
     window_state,
 )
@@ -112,8 +110,8 @@ class _StaticSpec:
 def _static_spec(limit: Limit) -> _StaticSpec:
     member = _SEP.join((limit.counter_id, _encode_caps(limit)))
     if limit.window.is_rate:
-        return _StaticSpec("g", str(to_stored(limit.unit, limit.bucket)), repr(emission_us(limit)), member)
-    return _StaticSpec("w", str(to_stored(limit.unit, limit.limit)), "0", member)
+        return _StaticSpec("g", str(limit.stored_bucket), repr(limit.emission), member)
+    return _StaticSpec("w", str(limit.stored_cap), "0", member)
 
 
 class RedisStateStore:
