@@ -291,3 +291,22 @@ async def test_a_whole_answer_larger_than_the_stream_buffer_is_read_and_a_cap_bo
         with pytest.raises(aiohttp.ClientPayloadError, match="larger than"):
             await asyncio.wait_for(resp.read(), 10)
         assert await asyncio.wait_for((await client.post("/embeddings", b"{}")).readany(), 10)  # a new connection
+
+
+async def test_idle_connections_are_closed_after_the_keepalive(monkeypatch):
+    import wardgate.http1
+
+    monkeypatch.setattr(wardgate.http1, "_KEEPALIVE_S", 0.2)
+    async with RawServer(whole(b"{}")) as server:
+        client = Http1Client(server.url, {})
+        first = [asyncio.create_task(client.post("/x", b"{}")) for _ in range(3)]
+        for task in first:
+            await (await task).read()
+        assert server.connections == 3
+        await asyncio.sleep(0.05)
+        await (await client.post("/x", b"{}")).read()  # within the keep-alive: a pooled one
+        assert server.connections == 3
+        await asyncio.sleep(0.6)  # every connection idle past the keep-alive: all closed
+        assert not client._pool._open and not client._pool._idle
+        await (await client.post("/x", b"{}")).read()
+        assert server.connections == 4

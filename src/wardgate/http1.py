@@ -31,6 +31,9 @@ _PAUSE_AT = 4 * 1024 * 1024
 """Unread bytes of a streamed answer above which the socket stops being read (back pressure)."""
 _MAX_HEAD = 64 * 1024
 """The most bytes of headers an answer may have (aiohttp's client allows 8 KB a line)."""
+_KEEPALIVE_S = 15.0
+"""An idle connection is closed after this long (aiohttp's client default): fds come back when the
+load goes, and a connection is not kept past the point where upstreams commonly drop it themselves."""
 MAX_WHOLE_BODY = 256 * 1024 * 1024
 """The largest answer ``read()`` takes whole (a batch of embeddings can be tens of MB); past it the
 connection is closed and ``ClientPayloadError`` raised, so a hostile upstream cannot exhaust memory."""
@@ -143,6 +146,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._headers: list[tuple[str, str]] = []
         self._head_bytes = 0
+        self.idle_since = 0.0
         self._busy = False  # a request is out and its answer not complete
         self._head: asyncio.Future[Http1Response] | None = None  # until the status line and headers are in
         self._response: Http1Response | None = None
@@ -261,18 +265,23 @@ class _Connection(asyncio.Protocol):
 
 
 class _Pool:
-    """The connections to one origin: idle ones (most recent first), and a cap on all of them."""
+    """The connections to one origin: idle ones (the most recently used at the right, taken first; the
+    oldest at the left, closed after ``_KEEPALIVE_S``), and a cap on all of them."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, limit: int, connect_timeout_s: float) -> None:
         self.host, self.port, self.tls = host, port, tls
         self._limit = limit
         self._connect_timeout = connect_timeout_s
-        self._idle: list[_Connection] = []
+        self._idle: deque[_Connection] = deque()
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.TimerHandle | None = None  # one timer per pool, not per connection
 
     async def acquire(self) -> tuple[_Connection, bool]:
         """A connection to send on, and whether it was reused (an idle one the server may have closed)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
@@ -306,8 +315,21 @@ class _Pool:
         return conn, False
 
     def put_back(self, conn: _Connection) -> None:
+        assert self._loop is not None
+        conn.idle_since = self._loop.time()
         self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(_KEEPALIVE_S, self._sweep)
         self._wake_one()
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        self._sweeper = None
+        idle, now = self._idle, self._loop.time()
+        while idle and (idle[0].closed or now - idle[0].idle_since >= _KEEPALIVE_S):
+            idle.popleft().abort()
+        if idle:
+            self._sweeper = self._loop.call_later(max(0.05, idle[0].idle_since + _KEEPALIVE_S - now), self._sweep)
 
     def forget(self, conn: _Connection) -> None:
         if conn in self._open:
@@ -322,11 +344,14 @@ class _Pool:
                 return
 
     def drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
+        idle, self._idle = self._idle, deque()
         for conn in idle:
             conn.abort()
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._open):
             conn.abort()
         self._idle.clear()
