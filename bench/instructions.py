@@ -110,11 +110,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="routing.yaml", help="a file of bench/configs/, or passthrough")
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--bodies", choices=("chat", "mix", "agent"), default="chat")
+    parser.add_argument("--bodies", choices=("chat", "stream", "mix", "agent"), default="chat",
+                        help="stream: the chat body with stream: true (the fake upstream's SSE answer)")
     parser.add_argument("builds", nargs="*", metavar="label=SRC_DIR")
     args = parser.parse_args(argv)
     builds = [b.split("=", 1) for b in args.builds] or [["this", str(_HERE.parent)]]
-    bodies = {"chat": lambda: [chat_1kb("gpt-4o-mini")], "mix": lambda: prompt_mix("gpt-4o-mini", _CORPUS),
+    bodies = {"chat": lambda: [chat_1kb("gpt-4o-mini")], "stream": lambda: [chat_1kb("gpt-4o-mini", stream=True)],
+              "mix": lambda: prompt_mix("gpt-4o-mini", _CORPUS),
               "agent": lambda: agent_conversation("gpt-4o-mini", _CORPUS)}[args.bodies]()
     with tempfile.TemporaryDirectory(prefix="wardgate-callgrind-") as tmpdir:
         tmp = Path(tmpdir)

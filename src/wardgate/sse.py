@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
-
 import orjson
 
-__all__ = ["DONE", "MAX_EVENT_BYTES", "EventTooLarge", "data_of", "error_event", "format_data", "iter_event_batches"]
+__all__ = ["DONE", "MAX_EVENT_BYTES", "EventSplitter", "EventTooLarge", "data_of", "error_event", "format_data"]
 
 DONE = b"[DONE]"
 
@@ -19,25 +17,35 @@ class EventTooLarge(ValueError):
     """The upstream sent more than ``MAX_EVENT_BYTES`` without ending an event."""
 
 
-async def iter_event_batches(chunks: AsyncIterable[bytes],
-                             max_event_bytes: int = MAX_EVENT_BYTES) -> AsyncIterator[list[bytes]]:
+class EventSplitter:
     """Per chunk received, the event blocks it completed (without their blank lines), so a relay can
     answer each network read with one write. Separators ``\\n\\n`` or ``\\r\\n\\r\\n``; chunks cut anywhere.
-    Raises ``EventTooLarge`` when the unfinished part passes ``max_event_bytes``: memory stays bounded."""
-    buffer = b""
-    async for chunk in chunks:
-        buffer = buffer + chunk if buffer else chunk
+
+    A plain object, not an async generator: the relay reads the upstream itself, and each generator
+    layer between them cost ~1.2 µs a chunk (20+ chunks a stream)."""
+
+    __slots__ = ("_buffer", "_max")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buffer = b""
+        self._max = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events ``chunk`` completed. Raises ``EventTooLarge`` when the unfinished part passes
+        ``max_event_bytes``: memory stays bounded."""
+        buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         parts = buffer.split(b"\n\n")
-        buffer = parts.pop()
-        if len(buffer) > max_event_bytes:
-            raise EventTooLarge(f"the upstream sent {len(buffer)} bytes without ending an event")
-        events = [p for p in parts if p]
-        if events:
-            yield events
-    if buffer.strip():
-        yield [buffer.strip(b"\n")]
+        self._buffer = parts.pop()
+        if len(self._buffer) > self._max:
+            raise EventTooLarge(f"the upstream sent {len(self._buffer)} bytes without ending an event")
+        return [p for p in parts if p]
+
+    def close(self) -> list[bytes]:
+        """What is left at the end of the stream: one last event without its blank line, if any."""
+        rest, self._buffer = self._buffer.strip(b"\n"), b""
+        return [rest] if rest.strip() else []
 
 
 def data_of(event: bytes) -> bytes | None:
