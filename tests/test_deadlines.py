@@ -17,7 +17,7 @@ async def test_a_passed_deadline_raises_timeout_error_and_leaves_nothing_behind(
         async with wheel.at(started + 0.05) as d:
             await asyncio.sleep(5)
     waited = loop.time() - started
-    assert d.expired and 0.05 <= waited < 0.5
+    assert d.expired and 0.05 <= waited < 2.0
     assert len(wheel) == 0
 
 

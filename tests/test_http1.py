@@ -63,6 +63,12 @@ class RawServer:
             self._handlers.discard(task)
 
 
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
 def whole(body: bytes, extra: bytes = b"") -> Answer:
     async def answer(_request: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra
@@ -188,6 +194,7 @@ async def test_the_pool_cap_queues_requests_and_a_cancelled_read_spends_its_conn
     async with RawServer(slow) as server:
         client = Http1Client(server.url, {}, limit=2)
         results = [asyncio.create_task(client.post("/x", b'"wait"')) for _ in range(4)]
+        await _until(lambda: len(server.requests) == 2)
         await asyncio.sleep(0.1)
         assert server.connections == 2 and len(server.requests) == 2  # the other two wait for a connection
         gate.set()
@@ -296,7 +303,7 @@ async def test_a_whole_answer_larger_than_the_stream_buffer_is_read_and_a_cap_bo
 async def test_idle_connections_are_closed_after_the_keepalive(monkeypatch):
     import wardgate.http1
 
-    monkeypatch.setattr(wardgate.http1, "_KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(wardgate.http1, "_KEEPALIVE_S", 1.0)
     async with RawServer(whole(b"{}")) as server:
         client = Http1Client(server.url, {})
         first = [asyncio.create_task(client.post("/x", b"{}")) for _ in range(3)]
@@ -306,7 +313,6 @@ async def test_idle_connections_are_closed_after_the_keepalive(monkeypatch):
         await asyncio.sleep(0.05)
         await (await client.post("/x", b"{}")).read()  # within the keep-alive: a pooled one
         assert server.connections == 3
-        await asyncio.sleep(0.6)  # every connection idle past the keep-alive: all closed
-        assert not client._pool._open and not client._pool._idle
+        await _until(lambda: not client._pool._open and not client._pool._idle)  # all idle past the keep-alive
         await (await client.post("/x", b"{}")).read()
         assert server.connections == 4
