@@ -69,13 +69,18 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def whole(body: bytes, extra: bytes = b"") -> Answer:
-    async def answer(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra
-                     + b"content-length: %d\r\n\r\n" % len(body) + body)
+def raw(answer: bytes, keep: bool = True) -> Answer:
+    """Writes ``answer`` as given to every request; ``keep``: whether the connection stays open."""
+    async def reply(_request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer)
         await writer.drain()
-        return b"connection: close" not in extra.lower()
-    return answer
+        return keep
+    return reply
+
+
+def whole(body: bytes, extra: bytes = b"") -> Answer:
+    return raw(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra
+               + b"content-length: %d\r\n\r\n" % len(body) + body, keep=b"connection: close" not in extra.lower())
 
 
 async def test_a_connection_is_reused_and_the_request_is_what_was_asked():
@@ -95,12 +100,7 @@ async def test_a_connection_is_reused_and_the_request_is_what_was_asked():
 
 
 async def test_connection_close_and_an_answer_read_to_the_close():
-    async def to_close(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
-        await writer.drain()
-        return False
-
-    async with RawServer(to_close) as server:
+    async with RawServer(raw(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it", keep=False)) as server:
         client = Http1Client(server.url, {})
         for _ in range(2):
             resp = await client.post("/x", b"{}")
@@ -153,24 +153,10 @@ async def test_an_idle_connection_the_server_closed_is_replaced_without_an_error
 
 
 async def test_failures_raise_aiohttps_exception_classes():
-    async def reset(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        return False
-
-    async def garbage(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await writer.drain()
-        return True
-
-    async def cut(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
-        await writer.drain()
-        return False
-
-    async def huge_head(_request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"a" * 70_000 + b"\r\ncontent-length: 0\r\n\r\n")
-        await writer.drain()
-        return True
-
+    reset = raw(b"", keep=False)
+    garbage = raw(b"NOT HTTP AT ALL\r\n\r\n")
+    cut = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this", keep=False)
+    huge_head = raw(b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"a" * 70_000 + b"\r\ncontent-length: 0\r\n\r\n")
     for answer, error in ((reset, aiohttp.ServerDisconnectedError), (garbage, aiohttp.ClientPayloadError),
                           (cut, aiohttp.ClientPayloadError), (huge_head, aiohttp.ClientPayloadError)):
         async with RawServer(answer) as server:
@@ -265,11 +251,7 @@ async def test_https_with_a_private_ca(tmp_path):
 
 
 async def test_an_answer_nobody_asked_for_closes_the_connection():
-    async def two(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra")
-        await writer.drain()
-        return True
-
+    two = raw(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra")
     async with RawServer(two) as server:
         client = Http1Client(server.url, {})
         for _ in range(3):

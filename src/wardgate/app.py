@@ -45,7 +45,7 @@ def build_pipeline(config: Config, services: Services) -> Pipeline:
 
 
 def make_generation(number: int, config: Config, clients: Http1Clients, services: Services) -> Generation:
-    """Everything built from one config; a reload builds a new one on the same session and store."""
+    """Everything built from one config; a reload builds a new one on the same upstream pools and store."""
     return Generation(number, config, build_pipeline(config, services), Upstreams(config, clients), services)
 
 
@@ -106,19 +106,23 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=metrics.render(), headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-_OWN_PATHS = ("/healthz", "/readyz", "/metrics", "/admin/traces", "/admin/budgets", "/admin/reload", "/admin/config")
-
-
 async def _not_found(request: web.Request) -> web.Response:
     """Any path no route takes (the last route): OpenAI's envelope, never aiohttp's HTML or text.
 
-    A route rather than a middleware: a middleware wraps every request, this runs only for strays."""
+    A route rather than a middleware: a middleware wraps every request, this runs only for strays.
+    A path another route serves with other methods is a 405 naming them, as aiohttp's own would be."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
     path = request.path
-    if path in _OWN_PATHS or path.startswith("/admin/traces/"):
+    if allowed:
         status, code, message = 405, "method_not_allowed", f"{request.method} is not allowed on {path}"
+        headers = {"allow": ", ".join(sorted(allowed))}
     else:
-        status, code, message = 404, "not_found", f"Unknown route: {request.method} {path}"
-    return web.Response(status=status, body=error_body(status, code, message), content_type="application/json")
+        status, code, message, headers = 404, "not_found", f"Unknown route: {request.method} {path}", {}
+    return web.Response(status=status, body=error_body(status, code, message), content_type="application/json",
+                        headers=headers)
 
 
 def create_app(config: Config, *, generation: int = 1, config_path: str | None = None,

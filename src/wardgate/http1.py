@@ -121,11 +121,6 @@ class Http1Response:
             self._conn.resume()
         return data
 
-    def release(self) -> None:
-        """Done with this answer: unless it arrived whole, its connection is closed, never reused."""
-        if not self._done:
-            self.close()
-
     def close(self, error: BaseException | None = None) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -185,12 +180,6 @@ class _Connection(asyncio.Protocol):
             error = aiohttp.ClientPayloadError("the connection closed before the end of the answer")
         self._fail(error)
 
-    def pause_writing(self) -> None:  # request bodies are written whole; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # -- httptools callbacks ----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value)
@@ -226,15 +215,21 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     # -- used by the pool and the response ---------------------------------------------------
-    def send(self, data: bytes) -> asyncio.Future[Http1Response]:
+    async def request(self, data: bytes) -> Http1Response:
+        """Write one request; the answer once its status and headers are in. Any failure or cancellation
+        on the way (a deadline) spends the connection: it is closed, never reused half-way."""
         assert self.transport is not None
-        self._head = asyncio.get_running_loop().create_future()
+        head = self._head = asyncio.get_running_loop().create_future()
         self._response = None
         self._headers = []
         self._head_bytes = 0
         self._busy = True
         self.transport.write(data)
-        return self._head
+        try:
+            return await head
+        except BaseException:
+            self.abort()
+            raise
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -394,22 +389,15 @@ class Http1Client:
                             b"Content-Length: %d\r\n\r\n" % len(body), body))
         conn, reused = await self._pool.acquire()
         try:
-            return await conn.send(request)
+            return await conn.request(request)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             if not reused:
                 raise
-        except BaseException:
-            conn.abort()  # cancelled (a deadline) with the request under way: the connection is spent
-            raise
         # An idle connection the server had closed (a race every keep-alive client meets): once more,
         # on a new connection; nothing of the answer had arrived.
         self._pool.drop_idle()
         conn, _ = await self._pool.acquire()
-        try:
-            return await conn.send(request)
-        except BaseException:
-            conn.abort()
-            raise
+        return await conn.request(request)
 
     async def close(self) -> None:
         self._pool.close()

@@ -69,7 +69,7 @@ class Pipeline:
         # What each stage has and how it is called, read once here rather than per request.
         self._front_plan = _plan(self.front)
         self._plans = {name: _plan(stages) for name, stages in self.by_policy.items()}
-        self._responses: dict[int, Phase] = {
+        self._response_phases: dict[int, Phase] = {
             id(stage): _phase(stage.on_response) for stage in (*self.front, *(s for ss in self.by_policy.values() for s in ss))}
 
     def _failed(self, ex: Exchange, stage: Stage, phase: str, exc: Exception) -> Verdict:
@@ -81,21 +81,14 @@ class Pipeline:
         return verdict
 
     @staticmethod
-    def _stamped(ex: Exchange, stage: Stage, verdict: Verdict) -> Verdict:
+    def _record(ex: Exchange, stage: Stage, phase: str, started: float, verdict: Verdict) -> Verdict:
+        ex.spans.append(Span(stage.name, phase, (perf_counter() - started) * 1000.0, verdict.action))
+        if verdict.action is _ALLOW:
+            return verdict
         stamped = Verdict(verdict.action, verdict.code, verdict.message, verdict.status, verdict.score,
                           verdict.error_code, verdict.headers, stage.name)
         ex.verdicts.append(stamped)
         return stamped
-
-    async def _run(self, ex: Exchange, stage: Stage, phase: str) -> Verdict:
-        call, is_async = self._responses[id(stage)] if phase == "response" else _phase(stage.on_request)
-        started = perf_counter()
-        try:
-            verdict = await call(ex) if is_async else call(ex)
-        except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
-            verdict = self._failed(ex, stage, phase, exc)
-        ex.spans.append(Span(stage.name, phase, (perf_counter() - started) * 1000.0, verdict.action))
-        return verdict if verdict.action is _ALLOW else self._stamped(ex, stage, verdict)
 
     async def run_request(self, ex: Exchange) -> Verdict:
         """Run request phases in order; stop at the first block and return it."""
@@ -105,8 +98,8 @@ class Pipeline:
         return await self._requests(ex, self._plans.get(ex.team.policy if ex.team else None, ()))  # team known now
 
     async def _requests(self, ex: Exchange, plan: tuple[tuple[Stage, bool, Phase | None], ...]) -> Verdict:
-        # _run inlined: one coroutine less per stage, on every request.
-        spans, ran = ex.spans, ex.stages_ran
+        # Each phase is called in this loop, not through a helper coroutine: one coroutine less per stage.
+        ran = ex.stages_ran
         for stage, responds, request in plan:
             if responds:
                 ran.append(stage)  # the stages whose response phase runs, in reverse
@@ -118,20 +111,32 @@ class Pipeline:
                 verdict = await call(ex) if is_async else call(ex)
             except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
                 verdict = self._failed(ex, stage, "request", exc)
-            spans.append(Span(stage.name, "request", (perf_counter() - started) * 1000.0, verdict.action))
-            if verdict.action is not _ALLOW:
-                verdict = self._stamped(ex, stage, verdict)
-                if verdict.action is _BLOCK:
-                    return verdict
+            verdict = self._record(ex, stage, "request", started, verdict)
+            if verdict.action is _BLOCK:
+                return verdict
         return ALLOW
+
+    async def _responses(self, ex: Exchange, stop_at_block: bool) -> Verdict:
+        """Response phases in reverse; the first block, returned at once or after the rest ran."""
+        first_block = ALLOW
+        phases = self._response_phases
+        for stage in reversed(ex.stages_ran):
+            call, is_async = phases[id(stage)]
+            started = perf_counter()
+            try:
+                verdict = await call(ex) if is_async else call(ex)
+            except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
+                verdict = self._failed(ex, stage, "response", exc)
+            verdict = self._record(ex, stage, "response", started, verdict)
+            if verdict.action is _BLOCK and first_block is ALLOW:
+                if stop_at_block:
+                    return verdict
+                first_block = verdict
+        return first_block
 
     async def run_checkpoint(self, ex: Exchange) -> Verdict:
         """Response phases on a partial answer (stream checkpoints); the first block wins."""
-        for stage in reversed(ex.stages_ran):
-            verdict = await self._run(ex, stage, "response")
-            if verdict.blocks:
-                return verdict
-        return ALLOW
+        return await self._responses(ex, stop_at_block=True)
 
     async def run_response(self, ex: Exchange) -> Verdict:
         """Response phases in reverse, exactly once per exchange, all of them even after a block.
@@ -141,18 +146,4 @@ class Pipeline:
         if ex.final:
             return ALLOW
         ex.final = True
-        first_block = ALLOW
-        spans, responses = ex.spans, self._responses
-        for stage in reversed(ex.stages_ran):
-            call, is_async = responses[id(stage)]
-            started = perf_counter()
-            try:
-                verdict = await call(ex) if is_async else call(ex)
-            except Exception as exc:  # noqa: BLE001 - _failed turns it into a 503 or a flag
-                verdict = self._failed(ex, stage, "response", exc)
-            spans.append(Span(stage.name, "response", (perf_counter() - started) * 1000.0, verdict.action))
-            if verdict.action is not _ALLOW:
-                verdict = self._stamped(ex, stage, verdict)
-                if verdict.action is _BLOCK and not first_block.blocks:
-                    first_block = verdict
-        return first_block
+        return await self._responses(ex, stop_at_block=False)

@@ -68,7 +68,7 @@ class Limit:
     stored_bucket: int = field(init=False, repr=False, compare=False)
     """``bucket`` in stored integer units."""
     emission: float = field(init=False, repr=False, compare=False)
-    """Rate windows: microseconds one stored unit occupies in the bucket (``emission_us``)."""
+    """Rate windows: microseconds one stored unit occupies in the bucket (GCRA's emission interval)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", Window(self.window))
@@ -189,16 +189,11 @@ def to_us(seconds: float) -> int:
 def to_stored(unit: Unit, amount: float) -> int:
     if not (amount >= 0 and math.isfinite(amount)):
         raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
-    return round(amount * 1_000_000) if unit is Unit.USD else round(amount)  # Unit.scale, without the call
+    return round(amount * unit.scale)
 
 
 def from_stored(unit: Unit, value: float) -> float:
     return value / unit.scale if unit.scale != 1 else float(value)
-
-
-def emission_us(limit: Limit) -> float:
-    """Microseconds one stored unit occupies in a rate bucket."""
-    return limit.emission
 
 
 def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
@@ -229,7 +224,7 @@ def window_state(limit: Limit, used: int, reserved: int, now: float) -> CounterS
 
 
 def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
-    held = max(0.0, tat_us - now_us) / emission_us(limit)
+    held = max(0.0, tat_us - now_us) / limit.emission
     bucket = limit.stored_bucket
     return CounterState(
         limit,
