@@ -286,7 +286,8 @@ def _litellm_env(env: dict[str, str]) -> dict[str, str]:
 
 def _start_target(procs: Procs, target: Target, env: dict[str, str], args: argparse.Namespace) -> tuple[int, str]:
     port = free_port()
-    cores = "0" if args.pin and target.pinned else None
+    # Unpinned means every core: this script (and so its children) runs on the load's cores only.
+    cores = ("0" if target.pinned else args.all_cores) if args.pin else None
     if target.kind == "litellm":
         # cwd: the temporary directory, so LiteLLM's python-dotenv finds no stray .env; one uvicorn worker.
         cmd = [str(args.litellm), "--config", str(_HERE / target.config), "--host", "127.0.0.1", "--port", str(port),
@@ -469,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     args.pin = args.pin and len(cores) >= 2 and shutil.which("taskset") is not None
     others = ",".join(str(c) for c in cores if c != 0)
     args.load_cores = others if args.pin else None
+    args.all_cores = ",".join(str(c) for c in cores)
     if args.pin:  # this process runs the aiohttp load generator: keep it off the proxy's core
         os.sched_setaffinity(0, {c for c in cores if c != 0})
     names = args.scenario or [s.name for s in SCENARIOS] + ["workers"]
