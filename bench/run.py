@@ -420,6 +420,43 @@ def versus_litellm(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def bars(rows: list[Row]) -> str:
+    """Issue 7's bars, each from this run's rows (a bar whose rows were not run is left out)."""
+    by = {(row.scenario, row.target): row for row in rows}
+
+    def pair(scenario: str, target: str, base: str = "passthrough") -> tuple[Result, Result] | None:
+        a, b = by.get((scenario, target)), by.get((scenario, base))
+        return (a.result, b.result) if a and b and b.result.rps else None
+
+    lines = []
+    if p := pair("chat64", "guards+mem+jsonl"):
+        ratio = p[0].rps / p[1].rps
+        lines.append(f"all guardrails + memory budgets + jsonl, chat64: {ratio:.2f}× the passthrough's req/s "
+                     f"(bar ≥ 0.60×: {'met' if ratio >= 0.60 else 'not met'})")
+    for target in ("guards", "guards+mem+jsonl"):
+        if p := pair("slow256", target):
+            add50, add99 = p[0].p50_ms - p[1].p50_ms, p[0].p99_ms - p[1].p99_ms
+            met = add50 <= 1.0 and add99 <= 5.0
+            lines.append(f"slow256 {target}: {add50:+.2f} ms p50, {add99:+.2f} ms p99 added "
+                         f"(bar ≤ 1 ms / ≤ 5 ms: {'met' if met else 'not met'})")
+    for target in ("guards", "guards+mem+jsonl"):
+        if (p := pair("stream64", target)) and p[0].ttfb_p50_ms is not None and p[1].ttfb_p50_ms is not None:
+            added = p[0].ttfb_p50_ms - p[1].ttfb_p50_ms
+            lines.append(f"stream64 {target}: {added:+.2f} ms added time to first byte p50 "
+                         f"(bar ≤ 1 ms: {'met' if added <= 1.0 else 'not met'})")
+    for scenario in ("chat64", "mix"):
+        if p := pair(scenario, "guards", base="litellm"):
+            ratio = p[0].rps / p[1].rps
+            lines.append(f"{scenario}: every guardrail {ratio:.1f}× LiteLLM's req/s (bar ≥ 20×: "
+                         f"{'met' if ratio >= 20 else 'not met'})")
+    one, two = (by.get(("workers", t.name)) for t in WORKER_TARGETS)
+    if one and two and one.result.rps:
+        ratio = two.result.rps / one.result.rps
+        lines.append(f"--workers 2 with Redis budgets: {ratio:.2f}× one worker (bar ≥ 1.6×: "
+                     f"{'met' if ratio >= 1.6 else 'not met'})")
+    return "\n".join(lines)
+
+
 def _litellm_path(option: str | None) -> Path | None:
     """The LiteLLM executable to bench: --litellm, else $WARDGATE_BENCH_LITELLM, else the default venv's."""
     value = option or os.environ.get("WARDGATE_BENCH_LITELLM")
@@ -509,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{table(rows)}\n\nwall time {time.monotonic() - started:.0f} s", flush=True)
     if against := versus_litellm(rows):
         print(f"\n{against}", flush=True)
+    if summary := bars(rows):
+        print(f"\nBars (issue 7), this run:\n{summary}", flush=True)
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), "rps": r.result.rps} for r in rows], indent=2))
     return 0
