@@ -253,3 +253,35 @@ async def test_a_caller_cancelled_before_its_batch_leaves_is_not_sent(redis_url:
         assert sorted(results[1:]) == [1, 2, 3, 4, 5]  # cancelled before the batch left: never sent
     finally:
         await store.close()
+
+
+async def test_the_index_is_written_once_a_minute_per_counter(redis_url: str, prefix: str,
+                                                             replicas: Callable[[], RedisStateStore]) -> None:
+    store = replicas()
+    day = Limit("team:search", Window.DAY, Unit.TOKENS, 10_000)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    index = f"{prefix}:{{{TEAM}}}:idx"
+
+    async def scores() -> dict[str, float]:
+        return {member.split("\x1f")[0]: score for member, score in await client.zrange(index, 0, -1, withscores=True)}
+
+    try:
+        await store.reserve(TEAM, rid(), [Charge(day, 1)], ttl_s=60, now=NOW)
+        assert await scores() == {day.counter_id: NOW * 1e6}
+        await client.delete(index)  # what the next reserves write, if anything
+        await store.reserve(TEAM, rid(), [Charge(day, 1)], ttl_s=60, now=NOW + 30)
+        assert await scores() == {}  # written 30 s ago by this process: skipped
+        rate = Limit("team:search", Window.RATE_MINUTE, Unit.REQUESTS, 100)
+        raised = Limit("team:search", Window.DAY, Unit.TOKENS, 20_000)  # a reload raised the cap: a new member
+        await store.reserve(TEAM, rid(), [Charge(rate, 1), Charge(raised, 1)], ttl_s=60, now=NOW + 31)
+        assert await scores() == {rate.counter_id: (NOW + 31) * 1e6, raised.counter_id: (NOW + 31) * 1e6}
+        assert await client.pttl(index) > 30 * 86400 * 1000  # trimmed and kept alive when written
+        await store.reserve(TEAM, rid(), [Charge(day, 1)], ttl_s=60, now=NOW + 61)
+        assert (await scores())[day.counter_id] == (NOW + 61) * 1e6  # a minute on: written again
+        # Another replica has not written it yet: it does, whatever this one did.
+        await client.delete(index)
+        await replicas().reserve(TEAM, rid(), [Charge(day, 1)], ttl_s=60, now=NOW + 62)
+        assert set(await scores()) == {day.counter_id}
+        assert {s.limit for s in await store.snapshot(TEAM, now=NOW + 62)} == {day}
+    finally:
+        await client.aclose()

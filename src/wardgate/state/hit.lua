@@ -5,7 +5,9 @@ local counts = {}
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
   redis.call('ZADD', key, ARGV[1], ARGV[3])
-  extend(key, tonumber(ARGV[4]))
+  -- Every hit moves the key's expiry to now + window (+1 s): one PEXPIRE, no PTTL to compare first
+  -- (the window is the policy's, the same on every call for a key).
+  redis.call('PEXPIRE', key, ARGV[4])
   counts[i] = redis.call('ZCARD', key)
 end
 return counts

@@ -61,6 +61,10 @@ _UNAVAILABLE = (
 _SEP = "\x1f"  # between fields of a stored entry; scopes are config names and ids, never control chars
 _ARG = "\x1e"  # between fields of one counter's script argument (split in prelude.lua)
 _SWEEP_EVERY_S = 60.0
+# A counter is (re)written to its team's index at most this often per process: the index keeps counters
+# for 35 days (INDEX_RETENTION_S), so a minute's staleness in "last used" changes nothing it is read
+# for, and most reserves skip four index commands (two ZADDs, the trim and the TTL).
+_INDEX_EVERY_S = 60.0
 
 
 def _script(name: str) -> str:
@@ -128,6 +132,7 @@ class RedisStateStore:
         self._hit = client.register_script(_script("hit"))
         self._read = client.register_script(_script("read"))
         self._held: dict[tuple[str, str], tuple[tuple[_Entry, ...], float]] = {}
+        self._indexed: dict[tuple[str, str], float] = {}  # (team, index member) -> when to write it again
         self._next_sweep = 0.0
         # Redis Cluster routes a pipeline's commands by slot itself: batch on a single server only.
         self._batcher = _Batcher(client) if isinstance(client, Redis) else None
@@ -179,8 +184,14 @@ class RedisStateStore:
             len(merged),
         ]
         entries = []
+        indexed = self._indexed
+        to_index = []
         for limit, amount in merged:
             static = _static_spec(limit)
+            due = indexed.get((team, static.member))
+            member = static.member if due is None or now >= due or now < due - _INDEX_EVERY_S else ""
+            if member:
+                to_index.append(member)
             if limit.window.is_rate:
                 entry = _Entry(limit, "", amount)
                 keys.append(self._key(team, f"g:{limit.counter_id}"))
@@ -191,9 +202,11 @@ class RedisStateStore:
                 keys += self._calendar_keys(team, limit.counter_id, span.label)
                 ttl_ms = 0 if span.resets_at is None else math.ceil((span.resets_at - now + ttl_s + GRACE_S) * 1000)
             fields = (static.kind, str(amount), static.cap, str(ttl_ms), static.step, limit.counter_id, entry.encode())
-            args.append(_ARG.join((*fields, static.member)))
+            args.append(_ARG.join((*fields, member)))
             entries.append(entry)
         reply = [int(v) for v in await self._run(self._reserve, keys, args)]
+        for member in to_index:  # written: not again for a while (a failed call leaves them due)
+            indexed[(team, member)] = now + _INDEX_EVERY_S
         if reply[0] == -1:
             raise ValueError(f"reservation {reservation_id!r} already exists")
         states = tuple(
@@ -325,6 +338,7 @@ class RedisStateStore:
         if now >= self._next_sweep:  # reservations never settled here (another replica did) go too
             self._next_sweep = now + _SWEEP_EVERY_S
             self._held = {k: v for k, v in self._held.items() if v[1] > now}
+            self._indexed = {k: due for k, due in self._indexed.items() if due > now}
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:

@@ -7,7 +7,7 @@
 -- ARGV[1] now µs, [2] expiry µs, [3] reservation id, [4] record TTL ms, [5] index cutoff µs,
 -- [6] index TTL ms, [7] counter count, then one per counter, its fields joined by \30: kind (w|g),
 -- amount, cap (limit, or burst for a rate), key TTL ms (0: never), emission µs per unit (rate),
--- counter id, record entry, index member.
+-- counter id, record entry, index member ('' when the caller indexed it lately).
 -- Returns {-1} if the id exists, else {refused position (0 = admitted), wait µs, then per counter
 -- used and reserved (calendar) or theoretical arrival time and 0 (rate)}.
 local now = tonumber(ARGV[1])
@@ -19,14 +19,16 @@ end
 
 local refused, wait = 0, 0
 local seen, spec = {}, {}
+local indexed = false
 local k = 3
 for i = 1, n do
   spec[i] = split(ARGV[7 + i])
   local kind, amount, cap = spec[i][1], tonumber(spec[i][2]), tonumber(spec[i][3])
   if kind == 'w' then
     purge(KEYS[k], KEYS[k + 1], ARGV[1])
-    local used = tonumber(redis.call('HGET', KEYS[k], 'u') or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[k], 'r') or '0')
+    local held = redis.call('HMGET', KEYS[k], 'u', 'r')
+    local used = tonumber(held[1] or '0')
+    local reserved = tonumber(held[2] or '0')
     if refused == 0 and used + reserved + amount > cap then
       refused = i
     end
@@ -43,10 +45,15 @@ for i = 1, n do
     seen[i] = {tat, 0}
     k = k + 1
   end
-  redis.call('ZADD', KEYS[2], now, spec[i][8])
+  if spec[i][8] ~= '' then
+    redis.call('ZADD', KEYS[2], now, spec[i][8])
+    indexed = true
+  end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if indexed then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
 
 if refused == 0 then
   local fields = {'_', 'open'}
