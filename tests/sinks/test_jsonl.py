@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,32 @@ async def test_appends_one_line_per_record_and_creates_directories(tmp_path: Pat
     await reopened.close()
     assert [r["request_id"] for r in _lines(path)] == ["r-000000", "r-000001", "r-000002"]
     assert _lines(path)[0] == trace_record(0)
+
+
+async def test_a_batch_of_megabytes_lets_the_loop_run_and_lands_whole_and_in_order(tmp_path: Path) -> None:
+    """A batch of long conversations is serialized on the loop in slices: other tasks run meanwhile."""
+    path = tmp_path / "traces.jsonl"
+    sink = JsonlSink(path)
+    await sink.open()
+    records = [{**trace_record(i), "request": {"messages": [{"role": "user", "content": "x" * 100_000}]}}
+               for i in range(40)]  # ~4 MB
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await sink.write(records)
+    task.cancel()
+    await sink.close()
+    assert ticks - before >= 3  # at least one slice per MB before the write itself
+    assert [r["request_id"] for r in _lines(path)] == [f"r-{i:06d}" for i in range(40)]
+    assert _lines(path)[7] == records[7]
 
 
 async def test_rotates_by_size_without_losing_or_splitting_records(tmp_path: Path) -> None:
