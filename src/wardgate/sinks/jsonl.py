@@ -3,11 +3,9 @@
 A rotated file is renamed beside the live one as ``<stem>-YYYYMMDD-HHMMSS<suffix>`` where the time is
 when that file was started (the first record it holds), so ``traces-20261124-000000.jsonl`` reads as
 "the traces from then on". Retention removes rotated siblings whose last write is older than
-``retention_days``; the live file and unrelated files are never touched. Each batch is serialized
-on the event loop (yielding every ~1 MB) and written and flushed in a worker thread, so the loop
-never waits on the disk. The thread holds the GIL only around its system calls: had it serialized
-the batch, every call on the request path that releases the GIL (the token counter does) would hand
-the GIL to it and wait for it back (`docs/performance.md`, session 6). No fsync: a platform log collector reads the page cache, and durability across a host crash is not
+``retention_days``; the live file and unrelated files are never touched. Each batch is serialized,
+written and flushed in a worker thread so the event loop only waits on the thread's future. No
+fsync: a platform log collector reads the page cache, and durability across a host crash is not
 this sink's promise (PostgreSQL's is).
 """
 
@@ -26,9 +24,6 @@ import orjson
 from wardgate.sinks.protocol import Record
 
 __all__ = ["JsonlSink"]
-
-
-_YIELD_BYTES = 1 << 20
 
 
 def _utcnow() -> datetime:
@@ -57,15 +52,7 @@ class JsonlSink:
         await asyncio.to_thread(self._open_sync)
 
     async def write(self, records: list[Record]) -> None:
-        lines, pending = [], 0
-        for record in records:
-            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-            lines.append(line)
-            pending += len(line)
-            if pending >= _YIELD_BYTES:  # a batch of long agent conversations must not stall the loop
-                pending = 0
-                await asyncio.sleep(0)
-        await asyncio.to_thread(self._append, b"".join(lines))
+        await asyncio.to_thread(self._write_sync, records)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close_sync)
@@ -86,9 +73,10 @@ class JsonlSink:
         self._started = (datetime.fromtimestamp(self.path.stat().st_mtime, UTC) if self._size else None)
         self._apply_retention(self._clock())
 
-    def _append(self, payload: bytes) -> None:
+    def _write_sync(self, records: list[Record]) -> None:
         if self._fh is None:
             raise RuntimeError(f"jsonl sink {self.path} is not open")
+        payload = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
         now = self._clock()
         if self._size and self._must_rotate(now, len(payload)):
             self._rotate(now)

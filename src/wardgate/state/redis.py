@@ -205,10 +205,10 @@ class RedisStateStore:
             args.append(_ARG.join((*fields, member)))
             entries.append(entry)
         reply = [int(v) for v in await self._run(self._reserve, keys, args)]
+        if reply[0] == -1:  # refused before the index was touched
+            raise ValueError(f"reservation {reservation_id!r} already exists")
         for member in to_index:  # written: not again for a while (a failed call leaves them due)
             indexed[(team, member)] = now + _INDEX_EVERY_S
-        if reply[0] == -1:
-            raise ValueError(f"reservation {reservation_id!r} already exists")
         states = tuple(
             rate_state(limit, reply[2 + 2 * i], now_us)
             if limit.window.is_rate
