@@ -76,9 +76,7 @@ _TRIGGERS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         r"z(?<=AIz)a",
     )
 )
-# All triggers in one alternation: one call, cheaper for a short text than eight.
-_PREFILTER = re.compile("|".join(f"(?:{t.pattern})" for _, t in _TRIGGERS), re.VERBOSE)
-_SHORT = 2048  # below this (characters), the combined pattern is cheaper
+_SHORT = 2048  # below this (characters), triggers are searched lazily; above, all found up front
 
 _B = r"(?![A-Za-z0-9])"  # right edge of a fixed-length token
 _TOKENS = re.compile(
@@ -150,13 +148,45 @@ def find_secrets(text: str) -> list[Finding]:
 
 
 def _short_hits(text: str) -> Callable[[int], int]:
-    """The first trigger at or after a position, by one scan with the combined pattern."""
+    """The first trigger at or after a position: what ``_PREFILTER.search(text, pos)`` finds.
+
+    The leftmost match of an alternation is the leftmost match of any of its branches, and a
+    branch whose trigger character is absent from the text never matches: so only the present
+    triggers are searched, each with its own literal-first pattern, and the earliest wins. Prose
+    usually holds one trigger character at most ("-"): 8 ``in`` tests (memchr) and one literal
+    scan, ~4k instructions for the 1 KB bench prompt where the combined pattern's first-character
+    set cost ~47k.
+    """
+    present = [trigger for char, trigger in _TRIGGERS if char in text]
+    if not present:
+        return _no_hit
+    if len(present) == 1:
+        search = present[0].search
+
+        def next_hit(pos: int) -> int:
+            m = search(text, pos)
+            return -1 if m is None else m.start()
+
+        return next_hit
+    # Each present trigger's next match, found again only once ``pos`` has passed it (the caller
+    # asks for ever larger positions).
+    ahead = [-2] * len(present)
 
     def next_hit(pos: int) -> int:
-        m = _PREFILTER.search(text, pos)
-        return -1 if m is None else m.start()
+        best = -1
+        for i, at in enumerate(ahead):
+            if at != -1 and at < pos:
+                m = present[i].search(text, pos)
+                ahead[i] = at = -1 if m is None else m.start()
+            if at != -1 and (best == -1 or at < best):
+                best = at
+        return best
 
     return next_hit
+
+
+def _no_hit(pos: int) -> int:
+    return -1
 
 
 def _long_hits(text: str) -> Callable[[int], int]:
