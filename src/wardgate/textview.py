@@ -61,7 +61,8 @@ def _chat(body: dict[str, Any]) -> list[TextRef]:
         role = _ROLE_ALIASES.get(role, role)
         content = message.get("content", _ABSENT)
         if content.__class__ is str:
-            add(TextRef(role, f"messages.{n}.content", content, message, "content"))
+            add(TextRef(role, _CONTENT_PATHS[n] if n < _PATHS else f"messages.{n}.content", content, message,
+                        "content"))
         elif content is not _ABSENT:
             out += _content(role, message, "content", f"messages.{n}.content")
         calls = message.get("tool_calls")
@@ -75,6 +76,9 @@ def _chat(body: dict[str, Any]) -> list[TextRef]:
 
 
 _ABSENT = object()
+# "messages.N.content" of the first messages, built once: formatting it cost ~1k instructions a message.
+_PATHS = 256
+_CONTENT_PATHS = tuple(f"messages.{n}.content" for n in range(_PATHS))
 
 
 def _responses(body: dict[str, Any]) -> Iterator[TextRef]:

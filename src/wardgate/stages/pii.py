@@ -78,8 +78,11 @@ class Pii:
 
     def on_request(self, ex: Exchange) -> Verdict:
         texts = texts_of(ex)
-        found = [(ref, self._cache.get(ref.text, self._find)) for ref in texts]
-        found = [(ref, f) for ref, f in found if f]
+        found = []
+        get, find = self._cache.get, self._find
+        for ref in texts:  # a plain loop: two list comprehensions cost ~2x as much for a few texts
+            if fs := get(ref.text, find):
+                found.append((ref, fs))
         note_scan(ex, self.name, texts)
         if not found:
             return ALLOW
