@@ -564,6 +564,8 @@ def find_pii(text: str, entities: frozenset[str] | None = None) -> list[Finding]
             _numeric(text, wanted, [(0, len(text), digits)], found)
     elif clusters := _clusters(text):
         _numeric(text, wanted, clusters, found)
+    if not found:  # the usual case: no comprehension to run
+        return []
     return [Finding(entity, start, end, score) for score, start, end, entity in _resolve(found)]
 
 
