@@ -76,14 +76,10 @@ class _Counter:
             heapq.heapify(self.expiries)
 
 
-@dataclass(slots=True)
-class _Record:
-    """An open reservation: what it holds, and when no settle can reach it any more."""
-
-    entries: tuple[tuple[Limit, str, int], ...]
-    """Per counter: its limit, the calendar window the reservation was made in ("" for rate
-    limits), the stored amount held (plain tuples: a dataclass per entry cost ~1.5k instructions)."""
-    drop_at: float
+_Record = tuple[tuple[tuple[Limit, str, int], ...], float]
+"""An open reservation, as a plain tuple (a dataclass cost a ~1.5k-instruction __init__ per request):
+per counter its limit, the calendar window the reservation was made in ("" for rate limits) and the
+stored amount held; then when no settle can reach the reservation any more."""
 
 
 def _trim(entries: OrderedDict[Any, Any], cap: int, expired: Callable[[Any], bool]) -> None:
@@ -117,11 +113,12 @@ class MemoryStateStore:
     async def reserve(
         self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
     ) -> ReserveResult:
-        check_team(team)
+        if not team or "{" in team or "}" in team:  # check_team's test, inlined (a call per reserve)
+            check_team(team)
         if not ttl_s > 0:
             raise ValueError("ttl_s must be > 0")
         now = time.time() if now is None else now
-        now_us, expires_us = to_us(now), to_us(now + ttl_s)
+        now_us, expires_us = round(now * 1_000_000), round((now + ttl_s) * 1_000_000)  # to_us, inlined
         key = (team, reservation_id)
         if key in self._records or key in self._closed:
             raise ValueError(f"reservation {reservation_id!r} already exists")
@@ -178,7 +175,7 @@ class MemoryStateStore:
                     heapq.heappush(counter.expiries, (expires_us, reservation_id))
                 states.append(window_state(limit, counter.used, counter.reserved, now, span.resets_at))
         if ok:
-            self._records[key] = _Record(
+            self._records[key] = (
                 tuple([(limit, "" if span is None else span.label, amount) for limit, amount, _, _, _, span in plans]),
                 now + ttl_s + GRACE_S,
             )
@@ -235,31 +232,37 @@ class MemoryStateStore:
     def _finish(
         self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool
     ) -> bool:
-        check_team(team)
+        if not team or "{" in team or "}" in team:  # check_team's test, inlined
+            check_team(team)
         now = time.time() if now is None else now
-        now_us = to_us(now)
+        now_us = round(now * 1_000_000)  # to_us, inlined
         key = (team, rid)
         if key in self._closed:
             return False
         record = self._records.pop(key, None)
         if record is not None:
             counters = self._counters
-            for limit, label, amount in record.entries:
+            entries, record_drop_at = record
+            for limit, label, amount in entries:
                 found = actual.pop(limit.counter_id, None)
                 spent = (found[1] if found else amount) if charge else 0
                 if limit.is_rate:
                     # Admission already took the estimate from the bucket; settle corrects it, release keeps it
                     # (a failed upstream call still counted against the rate).
-                    if charge:
+                    if charge and spent != amount:  # _adjust_rate does nothing for a zero delta
                         self._adjust_rate(team, limit, spent - amount, now_us)
                     continue
                 counter_key = (team, limit.counter_id, label)
                 counter = counters.get(counter_key)
                 if counter is None:
-                    counter = counters[counter_key] = _Counter(drop_at=record.drop_at)
+                    counter = counters[counter_key] = _Counter(drop_at=record_drop_at)
                 if counter.expiries and counter.expiries[0][0] <= now_us:
                     counter.purge(now_us)
-                counter.drop_hold(rid)
+                hold = counter.holds.pop(rid, None)  # drop_hold, inlined: a call per counter per settle
+                if hold is not None:
+                    counter.reserved -= hold[0]
+                if len(counter.expiries) > 2 * len(counter.holds) + 64:
+                    counter.drop_hold(rid)  # only rebuilds the heap (the hold is gone already)
                 counter.used += spent
         for limit, amount in actual.values():
             # Not reserved (or the record is gone): count it in the current window. Rate buckets are
@@ -317,7 +320,7 @@ class MemoryStateStore:
         now_us = to_us(now)
         self._counters = {k: c for k, c in self._counters.items() if c.drop_at is None or c.drop_at > now}
         self._rates = {k: tat for k, tat in self._rates.items() if tat > now_us}
-        self._records = {k: r for k, r in self._records.items() if r.drop_at > now}
+        self._records = {k: r for k, r in self._records.items() if r[1] > now}
         for team, index in list(self._index.items()):
             kept = {cid: seen for cid, seen in index.items() if seen[1] >= now - INDEX_RETENTION_S}
             if kept:

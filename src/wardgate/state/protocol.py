@@ -204,6 +204,10 @@ def from_stored(unit: Unit, value: float) -> float:
 
 def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
     """Stored amounts per counter, in first-seen order (two charges on one counter add up)."""
+    return list(_merged(charges).values())
+
+
+def _merged(charges: Iterable[Charge]) -> dict[str, tuple[Limit, int]]:
     merged: dict[str, tuple[Limit, int]] = {}
     isfinite = math.isfinite
     for charge in charges:
@@ -215,12 +219,13 @@ def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
         cid = limit.counter_id
         known = merged.get(cid)
         merged[cid] = (known[0], known[1] + stored) if known else (limit, stored)
-    return list(merged.values())
+    return merged
 
 
 def actual_by_counter(actual: Iterable[Charge] | Mapping[Limit, float]) -> dict[str, tuple[Limit, int]]:
-    charges = [Charge(limit, amount) for limit, amount in actual.items()] if isinstance(actual, Mapping) else actual
-    return {limit.counter_id: (limit, amount) for limit, amount in merge_charges(charges)}
+    if type(actual) is not list and isinstance(actual, Mapping):  # a list (what the gateway passes) is no Mapping
+        actual = [Charge(limit, amount) for limit, amount in actual.items()]
+    return _merged(actual)
 
 
 _LOOK_UP: Any = object()
