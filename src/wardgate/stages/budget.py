@@ -130,8 +130,8 @@ class Budget:
         return bool(self._team_limits.get(ex.team_name or "") or (ex.key is not None and team.key_budgets)
                     or (ex.user and team.user_budgets) or (ex.session_id and (self._session_tokens or self._session_usd)))
 
-    def _fixed(self, ex: Exchange, team: TeamConfig) -> tuple[tuple[Limit, ...], tuple[int, ...], bool]:
-        """The team's and the key's limits, where each one's amount sits in (requests, tokens, usd),
+    def _fixed(self, ex: Exchange, team: TeamConfig) -> tuple[tuple[tuple[Limit, int], ...], bool]:
+        """The team's and the key's limits, each with where its amount sits in (requests, tokens, usd),
         and whether any counts dollars: the same for every request of a key, built once per process
         (constructing a Limit costs ~5k instructions)."""
         key_id = ex.key.id if ex.key is not None else None
@@ -141,18 +141,16 @@ class Budget:
         limits = list(self._team_limits.get(ex.team_name or "", ()))
         if key_id is not None:
             limits += _limits(f"key:{key_id}", team.key_budgets)
-        fixed = (tuple(limits), tuple(_AMOUNT_INDEX[limit.unit] for limit in limits),
-                 any(limit.unit is _USD for limit in limits))
+        fixed = (tuple((limit, _AMOUNT_INDEX[limit.unit]) for limit in limits), any(limit.unit is _USD for limit in limits))
         if len(self._fixed_cache) >= _KEY_CACHE_MAX:  # keys come from the config; this only bounds the unexpected
             self._fixed_cache.clear()
         self._fixed_cache[(ex.team_name, key_id)] = (team, fixed)
         return fixed
 
     def _charges(self, ex: Exchange, team: TeamConfig, prompt: int, completion: int) -> list[Charge]:
-        limits, where, usd_counted = self._fixed(ex, team)
+        limits, usd_counted = self._fixed(ex, team)
         if ex.user or (ex.session_id and (self._session_tokens or self._session_usd)):
             # Per user or session: scopes from the request, built per request.
-            limits, where, usd_counted = list(limits), list(where), usd_counted
             more: list[Limit] = []
             if ex.user:
                 more += _limits(f"user:{ex.team_name}:{ex.user}", team.user_budgets)
@@ -162,14 +160,13 @@ class Budget:
                     more.append(Limit(session, Window.TOTAL, Unit.TOKENS, float(self._session_tokens)))
                 if self._session_usd:
                     more.append(Limit(session, Window.TOTAL, Unit.USD, float(self._session_usd)))
-            limits += more
-            where += [_AMOUNT_INDEX[limit.unit] for limit in more]
+            limits += tuple((limit, _AMOUNT_INDEX[limit.unit]) for limit in more)
             usd_counted = usd_counted or any(limit.unit is _USD for limit in more)
         # The price only matters to a limit in dollars: without one, cost_of is not called.
         usd = (cost_of({"prompt_tokens": prompt, "completion_tokens": completion}, ex.model.price) or 0.0
                if usd_counted and ex.model else 0.0)
         amounts = (1.0, float(prompt + completion), usd)
-        return [Charge(limit, amounts[i]) for limit, i in zip(limits, where)]
+        return [Charge(limit, amounts[i]) for limit, i in limits]
 
     async def on_request(self, ex: Exchange) -> Verdict:
         team = ex.team
@@ -179,7 +176,9 @@ class Budget:
             return ALLOW  # no counter for this request: no token counting, no store round trip
         counts = self._counts.get(ex.upstream_model or "")
         if counts is None:  # one cache per model: the count of a text depends on the model's encoding
-            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024)
+            # min_chars 32, not ScanCache's 256: counting even a 70-character system prompt costs ~8k
+            # instructions (the tokenizer drops and retakes the GIL), a hit ~1k.
+            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024, min_chars=32)
         prompt, completion = estimate_tokens(ex, self._default_max, counts)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
