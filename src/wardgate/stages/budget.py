@@ -90,11 +90,13 @@ def ratelimit_headers(states: tuple[CounterState, ...], now: float) -> dict[str,
     if requests is not None:
         headers["x-ratelimit-limit-requests"] = str(int(requests.limit.limit))
         headers["x-ratelimit-remaining-requests"] = str(int(requests.remaining))
-        headers["x-ratelimit-reset-requests"] = _reset(requests.resets_at - now if requests.resets_at else None)
+        resets_at = requests.resets_at  # _reset(), inlined
+        headers["x-ratelimit-reset-requests"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
     if tokens is not None:
         headers["x-ratelimit-limit-tokens"] = str(int(tokens.limit.limit))
         headers["x-ratelimit-remaining-tokens"] = str(int(tokens.remaining))
-        headers["x-ratelimit-reset-tokens"] = _reset(tokens.resets_at - now if tokens.resets_at else None)
+        resets_at = tokens.resets_at  # _reset(), inlined
+        headers["x-ratelimit-reset-tokens"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
     return headers
 
 
@@ -102,6 +104,7 @@ _REQUESTS, _TOKENS, _USD = Unit.REQUESTS, Unit.TOKENS, Unit.USD
 _AMOUNT_INDEX = {_REQUESTS: 0, _TOKENS: 1, _USD: 2}
 """Where a limit's amount sits in ``_charges``' (requests, tokens, usd) tuple."""
 _KEY_CACHE_MAX = 4096
+_ceil = math.ceil
 
 
 class Budget:
