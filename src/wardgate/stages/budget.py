@@ -8,6 +8,7 @@ reserved in one atomic step of the state store, so concurrent requests cannot ov
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -60,7 +61,13 @@ def _reset(seconds: float | None) -> str:
     """OpenAI's reset format: ``1s``, ``6m0s``, ``2h3m4s``."""
     if seconds is None:
         return "0s"
-    total = max(0, math.ceil(seconds))
+    return _reset_text(max(0, math.ceil(seconds)))
+
+
+@lru_cache(maxsize=1024)
+def _reset_text(total: int) -> str:
+    # Cached per whole second: every request within a second shows the same day window reset, and
+    # formatting it costs ~10x the lookup. 1,024 entries of a few dozen bytes each.
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
@@ -68,16 +75,36 @@ def _reset(seconds: float | None) -> str:
 
 def ratelimit_headers(states: tuple[CounterState, ...], now: float) -> dict[str, str]:
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` from the tightest counter of each unit."""
+    # One pass for both units; a counter replaces the tightest so far only when strictly lower, so
+    # ties keep the first in charge order, as min() does.
+    requests = tokens = None
+    for state in states:
+        unit = state.limit.unit
+        if unit is _REQUESTS:
+            if requests is None or state.remaining < requests.remaining:
+                requests = state
+        elif unit is _TOKENS:
+            if tokens is None or state.remaining < tokens.remaining:
+                tokens = state
     headers: dict[str, str] = {}
-    for unit, name in ((Unit.REQUESTS, "requests"), (Unit.TOKENS, "tokens")):
-        mine = [s for s in states if s.limit.unit is unit]
-        if not mine:
-            continue
-        tight = min(mine, key=lambda s: s.remaining)
-        headers[f"x-ratelimit-limit-{name}"] = str(int(tight.limit.limit))
-        headers[f"x-ratelimit-remaining-{name}"] = str(int(tight.remaining))
-        headers[f"x-ratelimit-reset-{name}"] = _reset(tight.resets_at - now if tight.resets_at else None)
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(int(requests.limit.limit))
+        headers["x-ratelimit-remaining-requests"] = str(int(requests.remaining))
+        resets_at = requests.resets_at  # _reset(), inlined
+        headers["x-ratelimit-reset-requests"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(int(tokens.limit.limit))
+        headers["x-ratelimit-remaining-tokens"] = str(int(tokens.remaining))
+        resets_at = tokens.resets_at  # _reset(), inlined
+        headers["x-ratelimit-reset-tokens"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
     return headers
+
+
+_REQUESTS, _TOKENS, _USD = Unit.REQUESTS, Unit.TOKENS, Unit.USD
+_AMOUNT_INDEX = {_REQUESTS: 0, _TOKENS: 1, _USD: 2}
+"""Where a limit's amount sits in ``_charges``' (requests, tokens, usd) tuple."""
+_KEY_CACHE_MAX = 4096
+_ceil = math.ceil
 
 
 class Budget:
@@ -99,26 +126,50 @@ class Budget:
             preload({model.model or alias for alias, model in config.models.items()})
         self._counts: dict[str, ScanCache[int]] = {}
         """Token counts per message text, per upstream model."""
+        self._fixed_cache: dict[tuple[str | None, str | None], tuple[TeamConfig, Any]] = {}
+        """Per (team, key): see ``_fixed``."""
 
     def _applies(self, ex: Exchange, team: TeamConfig) -> bool:
         return bool(self._team_limits.get(ex.team_name or "") or (ex.key is not None and team.key_budgets)
                     or (ex.user and team.user_budgets) or (ex.session_id and (self._session_tokens or self._session_usd)))
 
-    def _charges(self, ex: Exchange, team: TeamConfig, prompt: int, completion: int) -> list[Charge]:
-        usd = cost_of({"prompt_tokens": prompt, "completion_tokens": completion}, ex.model.price) if ex.model else 0.0
-        amounts = {Unit.REQUESTS: 1.0, Unit.TOKENS: float(prompt + completion), Unit.USD: usd or 0.0}
+    def _fixed(self, ex: Exchange, team: TeamConfig) -> tuple[tuple[tuple[Limit, int], ...], bool]:
+        """The team's and the key's limits, each with where its amount sits in (requests, tokens, usd),
+        and whether any counts dollars: the same for every request of a key, built once per process
+        (constructing a Limit costs ~5k instructions)."""
+        key_id = ex.key.id if ex.key is not None else None
+        cached = self._fixed_cache.get((ex.team_name, key_id))
+        if cached is not None and cached[0] is team:
+            return cached[1]
         limits = list(self._team_limits.get(ex.team_name or "", ()))
-        if ex.key is not None:
-            limits += _limits(f"key:{ex.key.id}", team.key_budgets)
-        if ex.user:
-            limits += _limits(f"user:{ex.team_name}:{ex.user}", team.user_budgets)
-        if ex.session_id and (self._session_tokens or self._session_usd):
-            session = f"session:{ex.team_name}:{ex.session_id}"
-            if self._session_tokens:
-                limits.append(Limit(session, Window.TOTAL, Unit.TOKENS, float(self._session_tokens)))
-            if self._session_usd:
-                limits.append(Limit(session, Window.TOTAL, Unit.USD, float(self._session_usd)))
-        return [Charge(limit, amounts[limit.unit]) for limit in limits]
+        if key_id is not None:
+            limits += _limits(f"key:{key_id}", team.key_budgets)
+        fixed = (tuple((limit, _AMOUNT_INDEX[limit.unit]) for limit in limits), any(limit.unit is _USD for limit in limits))
+        if len(self._fixed_cache) >= _KEY_CACHE_MAX:  # keys come from the config; this only bounds the unexpected
+            self._fixed_cache.clear()
+        self._fixed_cache[(ex.team_name, key_id)] = (team, fixed)
+        return fixed
+
+    def _charges(self, ex: Exchange, team: TeamConfig, prompt: int, completion: int) -> list[Charge]:
+        limits, usd_counted = self._fixed(ex, team)
+        if ex.user or (ex.session_id and (self._session_tokens or self._session_usd)):
+            # Per user or session: scopes from the request, built per request.
+            more: list[Limit] = []
+            if ex.user:
+                more += _limits(f"user:{ex.team_name}:{ex.user}", team.user_budgets)
+            if ex.session_id and (self._session_tokens or self._session_usd):
+                session = f"session:{ex.team_name}:{ex.session_id}"
+                if self._session_tokens:
+                    more.append(Limit(session, Window.TOTAL, Unit.TOKENS, float(self._session_tokens)))
+                if self._session_usd:
+                    more.append(Limit(session, Window.TOTAL, Unit.USD, float(self._session_usd)))
+            limits += tuple((limit, _AMOUNT_INDEX[limit.unit]) for limit in more)
+            usd_counted = usd_counted or any(limit.unit is _USD for limit in more)
+        # The price only matters to a limit in dollars: without one, cost_of is not called.
+        usd = (cost_of({"prompt_tokens": prompt, "completion_tokens": completion}, ex.model.price) or 0.0
+               if usd_counted and ex.model else 0.0)
+        amounts = (1.0, float(prompt + completion), usd)
+        return [Charge(limit, amounts[i]) for limit, i in limits]
 
     async def on_request(self, ex: Exchange) -> Verdict:
         team = ex.team
@@ -128,7 +179,9 @@ class Budget:
             return ALLOW  # no counter for this request: no token counting, no store round trip
         counts = self._counts.get(ex.upstream_model or "")
         if counts is None:  # one cache per model: the count of a text depends on the model's encoding
-            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024)
+            # min_chars 32, not ScanCache's 256: counting even a 70-character system prompt costs ~8k
+            # instructions (the tokenizer drops and retakes the GIL), a hit ~1k.
+            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024, min_chars=32)
         prompt, completion = estimate_tokens(ex, self._default_max, counts)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}

@@ -76,19 +76,10 @@ class _Counter:
             heapq.heapify(self.expiries)
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~4x to build, and this one is built per request
-class _Entry:
-    limit: Limit
-    label: str  # the calendar window the reservation was made in ("" for rate limits)
-    amount: int
-
-
-@dataclass(slots=True)
-class _Record:
-    """An open reservation: what it holds, and when no settle can reach it any more."""
-
-    entries: tuple[_Entry, ...]
-    drop_at: float
+_Record = tuple[tuple[tuple[Limit, str, int], ...], float]
+"""An open reservation, as a plain tuple (a dataclass cost a ~1.5k-instruction __init__ per request):
+per counter its limit, the calendar window the reservation was made in ("" for rate limits) and the
+stored amount held; then when no settle can reach the reservation any more."""
 
 
 def _trim(entries: OrderedDict[Any, Any], cap: int, expired: Callable[[Any], bool]) -> None:
@@ -122,56 +113,75 @@ class MemoryStateStore:
     async def reserve(
         self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
     ) -> ReserveResult:
-        check_team(team)
+        if not team or "{" in team or "}" in team:  # check_team's test, inlined (a call per reserve)
+            check_team(team)
         if not ttl_s > 0:
             raise ValueError("ttl_s must be > 0")
         now = time.time() if now is None else now
-        now_us, expires_us = to_us(now), to_us(now + ttl_s)
-        if (team, reservation_id) in self._records or (team, reservation_id) in self._closed:
+        now_us, expires_us = round(now * 1_000_000), round((now + ttl_s) * 1_000_000)  # to_us, inlined
+        key = (team, reservation_id)
+        if key in self._records or key in self._closed:
             raise ValueError(f"reservation {reservation_id!r} already exists")
-        self._maybe_sweep(now)
+        if now >= self._next_sweep:
+            self._maybe_sweep(now)
         merged = merge_charges(charges)
-        index = self._index.setdefault(team, {})
-        plans: list[tuple[Limit, int, _Counter | None, str]] = []
+        index = self._index.get(team)
+        if index is None:
+            index = self._index[team] = {}
+        rates, counters = self._rates, self._counters
+        # One pass decides, a second commits: per counter (limit, amount, rate key or None, the bucket's
+        # tat before this charge, counter or None, span or None), so the commit and the states
+        # reuse what the check looked up.
+        plans: list[tuple[Limit, int, tuple[str, str] | None, float, _Counter | None, WindowSpan | None]] = []
         denied, wait_us = -1, 0.0
         for position, (limit, amount) in enumerate(merged):
-            index[limit.counter_id] = (limit, now)
-            if limit.window.is_rate:
+            cid = limit.counter_id
+            index[cid] = (limit, now)
+            if limit.is_rate:
                 step = limit.emission
-                allow_at = self._tat(team, limit, now_us) + amount * step - limit.stored_bucket * step
+                rate_key = (team, cid)
+                tat = rates.get(rate_key, 0)
+                allow_at = max(tat, now_us) + amount * step - limit.stored_bucket * step
                 fits = allow_at <= now_us
                 if not fits and denied < 0:
                     wait_us = math.floor(allow_at - now_us)
-                plans.append((limit, amount, None, ""))
+                plans.append((limit, amount, rate_key, tat, None, None))
             else:
                 span = window_span(limit.window, now)
-                counter = self._counter(team, limit, span, ttl_s)
-                counter.purge(now_us)
+                counter_key = (team, cid, span.label)
+                counter = counters.get(counter_key)
+                if counter is None:
+                    counter = counters[counter_key] = _Counter()
+                if span.resets_at is not None:  # _counter(), inlined
+                    drop_at = span.resets_at + ttl_s + GRACE_S
+                    counter.drop_at = drop_at if counter.drop_at is None else max(counter.drop_at, drop_at)
+                if counter.expiries and counter.expiries[0][0] <= now_us:
+                    counter.purge(now_us)
                 fits = counter.used + counter.reserved + amount <= limit.stored_cap
-                plans.append((limit, amount, counter, span.label))
+                plans.append((limit, amount, None, 0, counter, span))
             if not fits and denied < 0:
                 denied = position
-        if denied < 0:
-            for limit, amount, counter, _ in plans:
-                if counter is None:
-                    tat = self._tat(team, limit, now_us) + amount * limit.emission
-                    self._rates[(team, limit.counter_id)] = round(tat)
-                else:
+        ok = denied < 0
+        states = []
+        for limit, amount, rate_key, tat, counter, span in plans:
+            if counter is None:
+                if ok:
+                    tat = rates[rate_key] = round(max(tat, now_us) + amount * limit.emission)
+                states.append(rate_state(limit, tat, now_us))
+            else:
+                if ok:
                     counter.holds[reservation_id] = (amount, expires_us)
                     counter.reserved += amount
                     heapq.heappush(counter.expiries, (expires_us, reservation_id))
-            entries = tuple(_Entry(limit, label, amount) for limit, amount, _, label in plans)
-            self._records[(team, reservation_id)] = _Record(entries, now + ttl_s + GRACE_S)
-        states = tuple(
-            window_state(limit, counter.used, counter.reserved, now)
-            if counter is not None
-            else rate_state(limit, self._rates.get((team, limit.counter_id), 0), now_us)
-            for limit, _, counter, _ in plans
-        )
-        if denied < 0:
-            return ReserveResult(True, None, states)
+                states.append(window_state(limit, counter.used, counter.reserved, now, span.resets_at))
+        if ok:
+            self._records[key] = (
+                tuple([(limit, "" if span is None else span.label, amount) for limit, amount, _, _, _, span in plans]),
+                now + ttl_s + GRACE_S,
+            )
+            return ReserveResult(True, None, tuple(states))
         limit, amount = merged[denied]
-        return ReserveResult(False, states[denied], states, retry_after(limit, amount, now, wait_us))
+        return ReserveResult(False, states[denied], tuple(states), retry_after(limit, amount, now, wait_us))
 
     async def settle(
         self,
@@ -222,39 +232,59 @@ class MemoryStateStore:
     def _finish(
         self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool
     ) -> bool:
-        check_team(team)
+        if not team or "{" in team or "}" in team:  # check_team's test, inlined
+            check_team(team)
         now = time.time() if now is None else now
-        now_us = to_us(now)
-        if (team, rid) in self._closed:
+        now_us = round(now * 1_000_000)  # to_us, inlined
+        key = (team, rid)
+        if key in self._closed:
             return False
-        record = self._records.pop((team, rid), None)
-        for entry in record.entries if record is not None else ():
-            found = actual.pop(entry.limit.counter_id, None)
-            spent = (found[1] if found else entry.amount) if charge else 0
-            if entry.limit.window.is_rate:
-                # Admission already took the estimate from the bucket; settle corrects it, release keeps it
-                # (a failed upstream call still counted against the rate).
-                if charge:
-                    self._adjust_rate(team, entry.limit, spent - entry.amount, now_us)
-                continue
-            counter = self._counters.setdefault(
-                (team, entry.limit.counter_id, entry.label), _Counter(drop_at=record.drop_at)
-            )
-            counter.purge(now_us)
-            counter.drop_hold(rid)
-            counter.used += spent
+        record = self._records.pop(key, None)
+        if record is not None:
+            counters = self._counters
+            entries, record_drop_at = record
+            for limit, label, amount in entries:
+                found = actual.pop(limit.counter_id, None)
+                spent = (found[1] if found else amount) if charge else 0
+                if limit.is_rate:
+                    # Admission already took the estimate from the bucket; settle corrects it, release keeps it
+                    # (a failed upstream call still counted against the rate).
+                    if charge and spent != amount:  # _adjust_rate does nothing for a zero delta
+                        self._adjust_rate(team, limit, spent - amount, now_us)
+                    continue
+                counter_key = (team, limit.counter_id, label)
+                counter = counters.get(counter_key)
+                if counter is None:
+                    counter = counters[counter_key] = _Counter(drop_at=record_drop_at)
+                if counter.expiries and counter.expiries[0][0] <= now_us:
+                    counter.purge(now_us)
+                hold = counter.holds.pop(rid, None)  # drop_hold, inlined: a call per counter per settle
+                if hold is not None:
+                    counter.reserved -= hold[0]
+                if len(counter.expiries) > 2 * len(counter.holds) + 64:
+                    counter.drop_hold(rid)  # only rebuilds the heap (the hold is gone already)
+                counter.used += spent
         for limit, amount in actual.values():
             # Not reserved (or the record is gone): count it in the current window. Rate buckets are
             # left alone: without the reservation we cannot know what admission already took.
-            if not limit.window.is_rate and amount:
+            if not limit.is_rate and amount:
                 self._counter(team, limit, window_span(limit.window, now), 0.0).used += amount
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
-        self._closed[(team, rid)] = now + GRACE_S
-        _trim(self._closed, _MAX_CLOSED, lambda drop_at: drop_at <= now)
+        closed = self._closed
+        closed[key] = now + GRACE_S
+        # _trim(closed, _MAX_CLOSED, expired), inlined: this runs on every settle and release
+        for _ in range(_TRIM_PER_CALL):
+            oldest = next(iter(closed))
+            if len(closed) <= _MAX_CLOSED and not closed[oldest] <= now:
+                break
+            del closed[oldest]
         return True
 
     def _counter(self, team: str, limit: Limit, span: WindowSpan, ttl_s: float) -> _Counter:
-        counter = self._counters.setdefault((team, limit.counter_id, span.label), _Counter())
+        key = (team, limit.counter_id, span.label)
+        counter = self._counters.get(key)
+        if counter is None:  # not setdefault: that would build a _Counter (two lists and a dict) each call
+            counter = self._counters[key] = _Counter()
         if span.resets_at is not None:
             drop_at = span.resets_at + ttl_s + GRACE_S
             counter.drop_at = drop_at if counter.drop_at is None else max(counter.drop_at, drop_at)
@@ -290,7 +320,7 @@ class MemoryStateStore:
         now_us = to_us(now)
         self._counters = {k: c for k, c in self._counters.items() if c.drop_at is None or c.drop_at > now}
         self._rates = {k: tat for k, tat in self._rates.items() if tat > now_us}
-        self._records = {k: r for k, r in self._records.items() if r.drop_at > now}
+        self._records = {k: r for k, r in self._records.items() if r[1] > now}
         for team, index in list(self._index.items()):
             kept = {cid: seen for cid, seen in index.items() if seen[1] >= now - INDEX_RETENTION_S}
             if kept:

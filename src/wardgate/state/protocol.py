@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from wardgate.state.windows import Window, window_span
 
@@ -69,6 +69,10 @@ class Limit:
     """``bucket`` in stored integer units."""
     emission: float = field(init=False, repr=False, compare=False)
     """Rate windows: microseconds one stored unit occupies in the bucket (GCRA's emission interval)."""
+    is_rate: bool = field(init=False, repr=False, compare=False)
+    """``window.is_rate``, kept as a field: the enum property is a Python call, read on every reserve and settle."""
+    scale: int = field(init=False, repr=False, compare=False)
+    """``unit.scale``, for the same reason."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", Window(self.window))
@@ -85,6 +89,8 @@ class Limit:
         if self.window.is_rate and self.bucket <= 0:
             raise ValueError(f"{self.scope}: a rate limit needs limit and burst > 0")
         cap = to_stored(self.unit, self.limit)
+        object.__setattr__(self, "is_rate", self.window.is_rate)
+        object.__setattr__(self, "scale", self.unit.scale)
         object.__setattr__(self, "stored_cap", cap)
         object.__setattr__(self, "stored_bucket", to_stored(self.unit, self.bucket))
         object.__setattr__(self, "emission", self.window.period_s * 1_000_000 / cap if self.window.is_rate and cap
@@ -198,41 +204,51 @@ def from_stored(unit: Unit, value: float) -> float:
 
 def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
     """Stored amounts per counter, in first-seen order (two charges on one counter add up)."""
+    return list(_merged(charges).values())
+
+
+def _merged(charges: Iterable[Charge]) -> dict[str, tuple[Limit, int]]:
     merged: dict[str, tuple[Limit, int]] = {}
+    isfinite = math.isfinite
     for charge in charges:
-        amount = to_stored(charge.limit.unit, charge.amount)
-        known = merged.get(charge.limit.counter_id)
-        merged[charge.limit.counter_id] = (known[0], known[1] + amount) if known else (charge.limit, amount)
-    return list(merged.values())
+        limit, amount = charge.limit, charge.amount
+        # to_stored, inlined (it runs for every charge of every reserve and settle): the same check, error and rounding
+        if not (amount >= 0 and isfinite(amount)):
+            raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
+        stored = round(amount * limit.scale)
+        cid = limit.counter_id
+        known = merged.get(cid)
+        merged[cid] = (known[0], known[1] + stored) if known else (limit, stored)
+    return merged
 
 
 def actual_by_counter(actual: Iterable[Charge] | Mapping[Limit, float]) -> dict[str, tuple[Limit, int]]:
-    charges = [Charge(limit, amount) for limit, amount in actual.items()] if isinstance(actual, Mapping) else actual
-    return {limit.counter_id: (limit, amount) for limit, amount in merge_charges(charges)}
+    if type(actual) is not list and isinstance(actual, Mapping):  # a list (what the gateway passes) is no Mapping
+        actual = [Charge(limit, amount) for limit, amount in actual.items()]
+    return _merged(actual)
 
 
-def window_state(limit: Limit, used: int, reserved: int, now: float) -> CounterState:
-    cap = limit.stored_cap
-    unit = limit.unit
-    return CounterState(
-        limit,
-        from_stored(unit, used),
-        from_stored(unit, reserved),
-        from_stored(unit, max(0, cap - used - reserved)),
-        window_span(limit.window, now).resets_at,
-    )
+_LOOK_UP: Any = object()
+
+
+def window_state(limit: Limit, used: int, reserved: int, now: float, resets_at: float | None = _LOOK_UP) -> CounterState:
+    """``resets_at``: the end of the window at ``now`` when the caller already has it (saves a lookup)."""
+    scale = limit.scale  # from_stored, inlined
+    left = max(0, limit.stored_cap - used - reserved)
+    if resets_at is _LOOK_UP:
+        resets_at = window_span(limit.window, now).resets_at
+    if scale == 1:
+        return CounterState(limit, float(used), float(reserved), float(left), resets_at)
+    return CounterState(limit, used / scale, reserved / scale, left / scale, resets_at)
 
 
 def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
     held = max(0.0, tat_us - now_us) / limit.emission
-    bucket = limit.stored_bucket
-    return CounterState(
-        limit,
-        from_stored(limit.unit, held),
-        0.0,
-        from_stored(limit.unit, max(0, math.floor(bucket - held + 1e-9))),
-        max(tat_us, now_us) / 1_000_000,
-    )
+    left = max(0, math.floor(limit.stored_bucket - held + 1e-9))
+    scale = limit.scale  # from_stored, inlined
+    if scale == 1:
+        return CounterState(limit, float(held), 0.0, float(left), max(tat_us, now_us) / 1_000_000)
+    return CounterState(limit, held / scale, 0.0, left / scale, max(tat_us, now_us) / 1_000_000)
 
 
 def retry_after(limit: Limit, amount: int, now: float, rate_wait_us: float) -> float | None:
