@@ -105,10 +105,12 @@ class HeuristicScorer:
         self._gate = Gate([*(_requirement(rule) for rule in rules), required_clauses(_DECODE_REQUEST)])
         self._decode_index = len(rules)
         # Rules this weak for the role cannot move a verdict: not worth running their regex.
+        # Sets, each also with the decode request's index: the gate looks up its few candidates.
         self._by_role = {
-            tool: [position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE]
+            tool: frozenset(position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE)
             for tool in (False, True)
         }
+        self._by_role_decode = {tool: among | {self._decode_index} for tool, among in self._by_role.items()}
         # re.search tries a pattern that does not open with a literal at every position (~20 µs
         # per KB each). Every match of a rule starts with one of its literal prefixes, so the rule
         # is instead tried with .match() where str.find (a C scan) sees one of them.
@@ -136,7 +138,7 @@ class HeuristicScorer:
         if leeted:
             signals.append("leetspeak")
 
-        stems = regions[0][0].stems if len(regions) == 1 else None
+        stems = regions[0][0].stems if asks_decoding and len(regions) == 1 else None  # only a decode request uses them
         words = regions[0][0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab, _b in regions))
         encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
         for blob in decoded:
@@ -168,14 +170,11 @@ class HeuristicScorer:
         With ``text`` and ``bounds`` (start, stop, end), ``vocab`` is that of ``text[start:end]``
         and a match must start in ``[start, stop)``: lookbehinds and ``^`` see the whole text.
         """
-        among = self._by_role[tool]
-        if fired:
-            among = [position for position in among if position not in fired]
         new = False
         view, (start, stop, end) = (vocab.view, (0, None, len(vocab.view))) if text is None or bounds is None else (text, bounds)
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
         offsets: dict[str, list[int] | None] = {}
-        passing = self._gate.passing(vocab, [*among, self._decode_index] if decode else among)
+        passing = self._gate.passing(vocab, (self._by_role_decode if decode else self._by_role)[tool], fired)
         asks = bool(passing) and passing[-1] == self._decode_index
         for position in passing[:-1] if asks else passing:
             rule = self._rules[position]

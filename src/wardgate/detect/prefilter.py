@@ -19,7 +19,9 @@ direction: a text that the regex matches always passes it (tests check this on t
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Collection, Container
 from dataclasses import dataclass, field
 from itertools import chain
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
@@ -320,8 +322,8 @@ class Vocabulary:
     view: str
     words: list[str]
     word_set: set[str]
-    stems: set[str]
     odd: frozenset[str]
+    _stems: set[str] | None = None
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
     _view_bytes: bytes | None = None
@@ -331,6 +333,19 @@ class Vocabulary:
     @property
     def ascii(self) -> bool:
         return not self.odd
+
+    @property
+    def stems(self) -> set[str]:
+        """The words' five-letter prefixes, built on first use: a gate finds the stems it knows
+        without this set (see Gate.passing), so on most text it is never built.
+
+        Sliced at C speed (a set comprehension cost ~25k instructions on 1 KB of prose). Words
+        of fewer than five letters come along as they are: every lookup here is of a five-letter
+        stem, which no shorter word can equal.
+        """
+        if self._stems is None:
+            self._stems = set(map(_STEM, self.word_set))
+        return self._stems
 
     def spaced(self) -> str:
         """The view as its words joined by single spaces, padded: what ``T`` atoms are tested on."""
@@ -424,8 +439,10 @@ def vocabulary(view: str) -> Vocabulary:
             words = raw.translate(_NON_LETTER_UTF8).decode("utf-8", "surrogatepass").split()
         else:  # many distinct symbols: one regex pass instead of a replace per symbol
             words = _LETTER_RUN.findall(view)
-    word_set = set(words)
-    return Vocabulary(view, words, word_set, {w[:5] for w in word_set if len(w) > 4}, odd)
+    return Vocabulary(view, words, set(words), odd)
+
+
+_STEM = operator.itemgetter(slice(None, 5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,28 +587,44 @@ class Gate:
         self._key_words = {key: tuple(sorted(indexes)) for key, indexes in key_words.items()}
         self._key_stems = {key: tuple(sorted(indexes)) for key, indexes in key_stems.items()}
         self._key_word_set, self._key_stem_set = frozenset(key_words), frozenset(key_stems)
+        # Every stem a clause tests: the view's stems among these decide every clause, and finding
+        # them is one C-level pass over its words (no set of all its stems is built).
+        self._stem_keys = frozenset(key for _words, stems in self._atoms.values() for key in stems)
         self._by_lazy_key = {number: tuple(indexes) for number, indexes in by_lazy_key.items()}
         self._lazy_key_ids = frozenset(by_lazy_key)
         self._always_keyed = frozenset(index for number in self._lazy_key_ids & self._always for index in by_lazy_key[number])
         self._unkeyed = frozenset(unkeyed)
 
-    def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
-        """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
-        words, stems = vocab.word_set, vocab.stems
+    def passing(self, vocab: Vocabulary | Region, among: Collection[int], skip: Container[int] = ()) -> list[int]:
+        """The requirements of ``among`` (indexes, in order) that ``vocab`` meets, less those in ``skip``.
+
+        ``among`` is best a set: only the few candidates the view's words point at are looked up
+        in it (a list rebuilt per call and intersected cost ~5k instructions on 1 KB of prose).
+        """
+        words = vocab.word_set
+        # The view's stems that some clause tests: enough for every clause test below.
+        stems = self._stem_keys.intersection(map(_STEM, words))
         atoms = self._atoms
         held: set[int] = set()  # substring and pair clauses found to hold
         failed: set[int] = set()
         possible: set[int] | None = None
         out = []
-        candidates = set(self._unkeyed)
-        candidates.update(chain.from_iterable(map(self._key_words.__getitem__, self._key_word_set.intersection(words))))
-        candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, self._key_stem_set.intersection(stems))))
+        candidates = set(self._unkeyed) if self._unkeyed else set()
+        hits = self._key_word_set.intersection(words)
+        if hits:
+            candidates.update(chain.from_iterable(map(self._key_words.__getitem__, hits)))
+        hits = self._key_stem_set.intersection(stems)
+        if hits:
+            candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, hits)))
         if self._lazy_key_ids:
             possible = self._possible(vocab)
-            candidates.update(self._always_keyed)
+            if self._always_keyed:
+                candidates.update(self._always_keyed)
             for number in self._lazy_key_ids.intersection(possible):
                 candidates.update(self._by_lazy_key[number])
-        for index in sorted(candidates.intersection(among)):
+        for index in sorted(candidates):
+            if index not in among or index in skip:
+                continue
             plain, lazy = self._needs[index]
             for number in plain:  # most rules stop here: a clause none of whose words the view holds
                 clause_words, clause_stems = atoms[number]
