@@ -410,6 +410,8 @@ class Region:
         return self.first, self.second, self._junction
 
 
+_MAX_CHAR_SETS = 4096  # distinct (non-ASCII, punctuation) character sets a gate keeps what it learned of
+_MAX_KEPT_ODD = 16
 _JUNCTION = 96  # longer than any substring a clause tests (needles, word pairs)
 
 
@@ -459,6 +461,10 @@ class _Check:
     def holds(self, vocab: Vocabulary) -> bool:
         if not self.odd <= vocab.odd or (self.marks and not self.marks <= vocab.marks()):
             return False
+        return self.search(vocab)
+
+    def search(self, vocab: Vocabulary) -> bool:
+        """``holds`` for a view known to hold the characters it needs."""
         if self.words and not self.words <= vocab.word_set:  # a substring search costs µs per KB
             return False
         if isinstance(self.literal if self.pattern is None else self.pattern.pattern, str):
@@ -594,6 +600,7 @@ class Gate:
         self._lazy_key_ids = frozenset(by_lazy_key)
         self._always_keyed = frozenset(index for number in self._lazy_key_ids & self._always for index in by_lazy_key[number])
         self._unkeyed = frozenset(unkeyed)
+        self._possible_by_chars: dict[tuple[frozenset[str], frozenset[int]], tuple[frozenset[int], dict[int, tuple[_Check, ...]]]] = {}
 
     def passing(self, vocab: Vocabulary | Region, among: Collection[int], skip: Container[int] = ()) -> list[int]:
         """The requirements of ``among`` (indexes, in order) that ``vocab`` meets, less those in ``skip``.
@@ -617,7 +624,7 @@ class Gate:
         if hits:
             candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, hits)))
         if self._lazy_key_ids:
-            possible = self._possible(vocab)
+            possible, viable = self._possible(vocab)
             if self._always_keyed:
                 candidates.update(self._always_keyed)
             for number in self._lazy_key_ids.intersection(possible):
@@ -638,11 +645,14 @@ class Gate:
                     if not (clause_words.isdisjoint(words) and clause_stems.isdisjoint(stems)):
                         continue
                     if possible is None:
-                        possible = self._possible(vocab)
-                    if number in failed or (number not in possible and number not in self._always):
+                        possible, viable = self._possible(vocab)
+                    if number in failed or (number not in viable and number not in self._always):
                         break
-                    parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
-                    if any(self._holds(number, part) for part in parts):
+                    if isinstance(vocab, Region):
+                        found = any(self._holds(number, part) for part in vocab.parts())
+                    else:
+                        found = self._holds(number, vocab, viable.get(number))
+                    if found:
                         held.add(number)
                     else:
                         failed.add(number)
@@ -651,18 +661,50 @@ class Gate:
                     out.append(index)
         return out
 
-    def _possible(self, vocab: Vocabulary | Region) -> set[int]:
-        """The lazy clauses that can hold: those a character of the view wakes, and the rest."""
-        possible: set[int] = set()  # with self._always, which is not copied
-        for part in vocab.parts() if isinstance(vocab, Region) else (vocab,):
-            for char in self._odd_keys.intersection(part.odd):
-                possible.update(self._by_char[char])
-            for char in self._mark_keys.intersection(part.marks()):
-                possible.update(self._by_char[char])
-        return possible
+    def _possible(self, vocab: Vocabulary | Region) -> tuple[frozenset[int], dict[int, tuple[_Check, ...] | None]]:
+        """The lazy clauses a character of the view wakes (the rest, ``self._always``, can hold
+        anyway), and among them those one of whose checks finds every character it needs in the
+        view, with those checks (None: all of a clause's checks, for a region).
 
-    def _holds(self, number: int, vocab: Vocabulary) -> bool:
-        """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary)."""
+        Both depend on the view's non-ASCII characters and punctuation only, which few texts
+        differ in (prose: a few of ``,.-()``): they are kept per such pair, in a bounded table,
+        which spares two set intersections and a test per check on most texts (~10k instructions
+        per KB of prose).
+        """
+        if isinstance(vocab, Region):
+            woken: set[int] = set()
+            for part in vocab.parts():
+                woken.update(self._woken(part.odd, part.marks()))
+            return frozenset(woken), dict.fromkeys(woken)
+        key = (vocab.odd, vocab.marks())
+        known = self._possible_by_chars.get(key)
+        if known is None:
+            odd, marks = key
+            woken = self._woken(odd, marks)
+            viable = {}
+            for number in woken:
+                checks = tuple(check for check in self._slow[number][1] if check.odd <= odd and check.marks <= marks)
+                if checks:
+                    viable[number] = checks
+            known = (frozenset(woken), viable)
+            if len(odd) <= _MAX_KEPT_ODD:  # a CJK text's characters would make a large key
+                if len(self._possible_by_chars) >= _MAX_CHAR_SETS:
+                    self._possible_by_chars.clear()
+                self._possible_by_chars[key] = known
+        return known
+
+    def _woken(self, odd: frozenset[str], marks: frozenset[int]) -> set[int]:
+        """The lazy clauses a character among ``odd`` and ``marks`` wakes."""
+        woken: set[int] = set()
+        for char in self._odd_keys.intersection(odd):
+            woken.update(self._by_char[char])
+        for char in self._mark_keys.intersection(marks):
+            woken.update(self._by_char[char])
+        return woken
+
+    def _holds(self, number: int, vocab: Vocabulary, viable: tuple[_Check, ...] | None = None) -> bool:
+        """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary);
+        ``viable``: its checks whose characters the view holds, when known (only those can pass)."""
         key = (self, number)
         held = vocab.cache.get(key)
         if held is None:
@@ -674,6 +716,8 @@ class Gate:
                     if first in words and second in words and needle in vocab.spaced_bytes():
                         held = True
                         break
+            elif viable is not None:
+                held = any(check.search(vocab) for check in viable)
             else:
                 rare, checks = self._slow[number]
                 held = (rare is None or not rare[0].isdisjoint(vocab.odd) or bool(rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
