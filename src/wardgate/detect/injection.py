@@ -130,7 +130,8 @@ class HeuristicScorer:
             # its second block are the next region's, so each block is searched once.
             _new, asks = self._scan(vocab, fired, tool, norm.text, bounds, decode=not asks_decoding)
             asks_decoding = asks_decoding or asks
-            leet = fold_leetspeak(vocab.view)
+            # No leet character ("013457$@|") at all: nothing to fold, and no pass over the view.
+            leet = None if type(vocab) is Vocabulary and vocab.symbols().isdisjoint(_LEET_BYTES) else fold_leetspeak(vocab.view)
             if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool)[0]:
                 leeted = True
         if norm.hidden:
@@ -140,11 +141,16 @@ class HeuristicScorer:
 
         stems = regions[0][0].stems if asks_decoding and len(regions) == 1 else None  # only a decode request uses them
         words = regions[0][0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab, _b in regions))
-        encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
+        # An ASCII text's view is its lower case: its digits and punctuation are the clean text's,
+        # and they rule out some decoders without a search.
+        symbols = regions[0][0].symbols() if len(regions) == 1 and text.isascii() else None
+        encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding, symbols)
         for blob in decoded:
             if self._scan(vocabulary(fold_case(blob.text)), fired, tool)[0]:
                 signals.append(f"{blob.encoding}_decoded")
 
+        if not fired and not encoded_weight and not signals:
+            return _NOTHING  # what the lines below make of nothing, without the work
         families: dict[str, float] = {}
         for rule in fired.values():
             weight = rule.tool if tool else rule.user
@@ -184,12 +190,13 @@ class HeuristicScorer:
         return new, asks
 
     def _decode(self, norm: NormalizedText, signals: list[str], stems: set[str] | None, words: set[str],
-                asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
+                asks_decoding: bool, symbols: frozenset[int] | None = None) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
         folded, clean, hidden = norm.text, norm.clean, norm.hidden
-        decoded = list(decode_blobs(clean, words))
+        decoded = list(decode_blobs(clean, words, symbols))
         request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems) if asks_decoding else None
-        asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
+        # "does" between two spaces is a word of the view: a set test before the substring search.
+        asks_meaning = _ASK_MEANING.search(folded) if request is None and "does" in words and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
             covered = sum(blob.length for blob in decoded if blob.encoding not in _PARTIAL_ENCODINGS)
@@ -295,6 +302,8 @@ def _word_key(needle: str) -> str | None:
 
 
 _DECODE_STARTS = _starts(_DECODE_REQUEST)
+_LEET_BYTES = frozenset(b"013457$@|")  # what fold_leetspeak reads as letters
+_NOTHING = InjectionResult(0.0, (), ())
 _SHARED = HeuristicScorer()
 
 

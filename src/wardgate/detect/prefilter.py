@@ -326,6 +326,7 @@ class Vocabulary:
     _stems: set[str] | None = None
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
+    _symbols: frozenset[int] | None = None
     _view_bytes: bytes | None = None
     _spaced_bytes: bytes | None = None
     cache: dict = field(default_factory=dict)  # what gates learned about this view
@@ -367,8 +368,16 @@ class Vocabulary:
     def marks(self) -> frozenset[int]:
         """The view's distinct ASCII punctuation characters (as bytes)."""
         if self._marks is None:
-            self._marks = frozenset(self.view.encode("utf-8", "surrogatepass").translate(None, _NOT_MARKS))
+            symbols = self.symbols()
+            self._marks = symbols if symbols.isdisjoint(_DIGITS) else symbols - _DIGITS
         return self._marks
+
+    def symbols(self) -> frozenset[int]:
+        """The view's distinct ASCII punctuation characters and digits (as bytes): the scorer
+        rules out leetspeak and some encodings with them, the one pass over the view shared."""
+        if self._symbols is None:
+            self._symbols = frozenset(self.view_bytes().translate(None, _NOT_SYMBOLS))
+        return self._symbols
 
     def holds(self, atom: Atom) -> bool:
         kind, key = atom
@@ -419,6 +428,8 @@ _NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _NON_LETTER_UTF8 = bytes(c if c >= 0x80 or chr(c).isalpha() else 0x20 for c in range(256))
 _ASCII_BYTES = bytes(range(0x80))
 _NOT_MARKS = bytes(c for c in range(256) if c >= 0x80 or chr(c).isalnum() or chr(c).isspace())
+_NOT_SYMBOLS = bytes(c for c in range(256) if c >= 0x80 or chr(c).isalpha() or chr(c).isspace())
+_DIGITS = frozenset(b"0123456789")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
 _MAX_SEPARATORS = 32
 
