@@ -75,17 +75,24 @@ _BRAILLE_DIGITS = dict(zip("abcdefghij", "1234567890"))
 _BRAILLE_PUNCT = {0x02: ",", 0x06: ";", 0x12: ":", 0x32: ".", 0x16: "!", 0x26: "?", 0x36: '"', 0x04: "'", 0x24: "-"}
 
 
-def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None) -> tuple[DecodedBlob, ...]:
+def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None,
+                 symbols: frozenset[int] | None = None) -> tuple[DecodedBlob, ...]:
     """Decode every run of ``text`` whose shape fits an encoding and whose decoding reads as text.
 
     ``words``, the lower-case letter runs of ``text`` if the caller has them, saves finding them
-    again (they only tell whether NATO words occur).
+    again (they only tell whether NATO words occur). ``symbols``, the distinct digits and ASCII
+    punctuation of an ASCII ``text`` (as bytes) if the caller has them, saves searches for them.
     """
     if not text or text.isspace():
         return ()
     raw = text.encode("utf-8", "surrogatepass")
-    long = _long_tokens(text, raw)
-    wanted = _wanted_encodings(text, raw, words, bool(long))
+    if symbols is not None and words is not None and symbols.isdisjoint(_BLOB_NON_LETTERS) and max(map(len, words), default=0) < 20:
+        # No digit nor "+/_=-": a run of the blob alphabet is one of letters, a word, and none is
+        # long enough to count (see _long_tokens). Spares two passes over the text.
+        long: list[str] = []
+    else:
+        long = _long_tokens(text, raw, symbols)
+    wanted = _wanted_encodings(text, raw, words, bool(long), symbols)
     if not wanted:
         return ()
     found: list[DecodedBlob] = []
@@ -119,6 +126,7 @@ def decode_blobs(text: str, words: set[str] | frozenset[str] | None = None) -> t
 # characters of a base64 / base32 / hex token against the rest; among those, the non-letters.
 _SPLIT_BYTES = b" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _BLOB_CHARS = b"0123456789+/_=-"
+_BLOB_NON_LETTERS = frozenset(_BLOB_CHARS)
 _WHITESPACE_SHAPE = bytes(0x20 if c in _SPLIT_BYTES else 0x78 for c in range(256))
 _BLOB_SHAPE = bytes(0x78 if c in _BLOB_CHARS or chr(c).isalpha() and c < 0x80 else 0x20 for c in range(256))
 _DIGIT_SHAPE = bytes(0x30 if c in _BLOB_CHARS else 0x61 for c in range(256))
@@ -132,7 +140,7 @@ _QP_HINT = re.compile(r"=(?:[0-9A-F]{2}=[0-9A-F]{2}|3D|20|0A)")  # _QP's matches
 _BRAILLE_LEADS = (b"\xe2\xa0", b"\xe2\xa1", b"\xe2\xa2", b"\xe2\xa3")  # U+2800-U+28FF in UTF-8
 
 
-def _long_tokens(text: str, raw: bytes) -> list[str]:
+def _long_tokens(text: str, raw: bytes, symbols: frozenset[int] | None = None) -> list[str]:
     """The whitespace-separated tokens that can hold a blob: twelve characters or more of the
     blob alphabet (with a non-letter among them, or twenty letters), or a token ending in "=".
 
@@ -156,7 +164,7 @@ def _long_tokens(text: str, raw: bytes) -> list[str]:
             out += [t for t in raw[start:end].decode("utf-8", "surrogatepass").split() if len(t) >= 12]
             run_end = max(run_end, end)
         at = blob.find(_RUN, run_end)
-    if "=" in text:
+    if ("=" in text) if symbols is None else (0x3D in symbols):
         seen = set(out)
         for token in _tokens_around(text, "=", _PADDED_END):
             if token not in seen and token[-1] == "=":
@@ -240,27 +248,30 @@ def _positions(text: str, char: str):
         at = text.find(char, at + 1)
 
 
-def _wanted_encodings(text: str, raw: bytes, words: set[str] | frozenset[str] | None, long: bool) -> set[str]:
+def _wanted_encodings(text: str, raw: bytes, words: set[str] | frozenset[str] | None, long: bool,
+                      symbols: frozenset[int] | None = None) -> set[str]:
     """Cheap checks (substring tests, a byte map) that pick the decoders worth running.
 
     Most text has no blob at all, and one regex pass per encoding would cost more than all the
-    injection rules together.
+    injection rules together. ``symbols`` (see decode_blobs) answer for a character without a search.
     """
     wanted: set[str] = set()
-    if "=" in text or long:
+    has = text.__contains__ if symbols is None else lambda char: ord(char) in symbols
+    equals = has("=")
+    if equals or long:
         wanted.update(_TOKEN_ENCODINGS)
-    if "=" in text:
+    if equals:
         if "=?" in text:
             wanted.add("mime")
         if _QP_HINT.search(text):
             wanted.add("quoted_printable")
-    if "%" in text:
+    if has("%"):
         wanted.add("url")
-    if "&" in text and _HTML_ENTITY.search(text):
+    if has("&") and _HTML_ENTITY.search(text):
         wanted.add("html_entities")
     # Morse needs code groups separated by spaces or "/": ". ." in a byte map ("... ..." is rare
     # in prose). Other Unicode spaces are multi-byte: a non-ASCII text keeps the looser test.
-    if ".-" in text or "-." in text or "... " in text:
+    if has(".") and (".-" in text or "-." in text or "... " in text):
         if not text.isascii() or _MORSE_HINT.search(raw.translate(_MORSE_SHAPE)):
             wanted.add("morse")
     if len(raw) != len(text) and any(lead in raw for lead in _BRAILLE_LEADS) and _BRAILLE.search(text):

@@ -105,10 +105,12 @@ class HeuristicScorer:
         self._gate = Gate([*(_requirement(rule) for rule in rules), required_clauses(_DECODE_REQUEST)])
         self._decode_index = len(rules)
         # Rules this weak for the role cannot move a verdict: not worth running their regex.
+        # Sets, each also with the decode request's index: the gate looks up its few candidates.
         self._by_role = {
-            tool: [position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE]
+            tool: frozenset(position for position, rule in enumerate(rules) if (rule.tool if tool else rule.user) >= _NEGLIGIBLE)
             for tool in (False, True)
         }
+        self._by_role_decode = {tool: among | {self._decode_index} for tool, among in self._by_role.items()}
         # re.search tries a pattern that does not open with a literal at every position (~20 µs
         # per KB each). Every match of a rule starts with one of its literal prefixes, so the rule
         # is instead tried with .match() where str.find (a C scan) sees one of them.
@@ -128,7 +130,8 @@ class HeuristicScorer:
             # its second block are the next region's, so each block is searched once.
             _new, asks = self._scan(vocab, fired, tool, norm.text, bounds, decode=not asks_decoding)
             asks_decoding = asks_decoding or asks
-            leet = fold_leetspeak(vocab.view)
+            # No leet character ("013457$@|") at all: nothing to fold, and no pass over the view.
+            leet = None if type(vocab) is Vocabulary and vocab.symbols().isdisjoint(_LEET_BYTES) else fold_leetspeak(vocab.view)
             if leet is not None and leet != vocab.view and self._scan(vocabulary(leet), fired, tool)[0]:
                 leeted = True
         if norm.hidden:
@@ -136,13 +139,18 @@ class HeuristicScorer:
         if leeted:
             signals.append("leetspeak")
 
-        stems = regions[0][0].stems if len(regions) == 1 else None
+        stems = regions[0][0].stems if asks_decoding and len(regions) == 1 else None  # only a decode request uses them
         words = regions[0][0].word_set if len(regions) == 1 else set().union(*(vocab.word_set for vocab, _b in regions))
-        encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding)
+        # An ASCII text's view is its lower case: its digits and punctuation are the clean text's,
+        # and they rule out some decoders without a search.
+        symbols = regions[0][0].symbols() if len(regions) == 1 and text.isascii() else None
+        encoded_weight, decoded = self._decode(norm, signals, stems, words, asks_decoding, symbols)
         for blob in decoded:
             if self._scan(vocabulary(fold_case(blob.text)), fired, tool)[0]:
                 signals.append(f"{blob.encoding}_decoded")
 
+        if not fired and not encoded_weight and not signals:
+            return _NOTHING  # what the lines below make of nothing, without the work
         families: dict[str, float] = {}
         for rule in fired.values():
             weight = rule.tool if tool else rule.user
@@ -168,14 +176,11 @@ class HeuristicScorer:
         With ``text`` and ``bounds`` (start, stop, end), ``vocab`` is that of ``text[start:end]``
         and a match must start in ``[start, stop)``: lookbehinds and ``^`` see the whole text.
         """
-        among = self._by_role[tool]
-        if fired:
-            among = [position for position in among if position not in fired]
         new = False
         view, (start, stop, end) = (vocab.view, (0, None, len(vocab.view))) if text is None or bounds is None else (text, bounds)
         # Offsets of each literal prefix, shared by the rules that start alike (_IGNORE ...).
         offsets: dict[str, list[int] | None] = {}
-        passing = self._gate.passing(vocab, [*among, self._decode_index] if decode else among)
+        passing = self._gate.passing(vocab, (self._by_role_decode if decode else self._by_role)[tool], fired)
         asks = bool(passing) and passing[-1] == self._decode_index
         for position in passing[:-1] if asks else passing:
             rule = self._rules[position]
@@ -185,12 +190,13 @@ class HeuristicScorer:
         return new, asks
 
     def _decode(self, norm: NormalizedText, signals: list[str], stems: set[str] | None, words: set[str],
-                asks_decoding: bool) -> tuple[float, list[DecodedBlob]]:
+                asks_decoding: bool, symbols: frozenset[int] | None = None) -> tuple[float, list[DecodedBlob]]:
         """Decode embedded blobs; return the weight of the ``encoded`` family and the decodings."""
         folded, clean, hidden = norm.text, norm.clean, norm.hidden
-        decoded = list(decode_blobs(clean, words))
+        decoded = list(decode_blobs(clean, words, symbols))
         request = _first_match(_DECODE_REQUEST, folded, _DECODE_STARTS, {}, stems) if asks_decoding else None
-        asks_meaning = _ASK_MEANING.search(folded) if request is None and "what does this" in folded else None
+        # "does" between two spaces is a word of the view: a set test before the substring search.
+        asks_meaning = _ASK_MEANING.search(folded) if request is None and "does" in words and "what does this" in folded else None
         trigger = request or asks_meaning
         if trigger is None:
             covered = sum(blob.length for blob in decoded if blob.encoding not in _PARTIAL_ENCODINGS)
@@ -296,6 +302,8 @@ def _word_key(needle: str) -> str | None:
 
 
 _DECODE_STARTS = _starts(_DECODE_REQUEST)
+_LEET_BYTES = frozenset(b"013457$@|")  # what fold_leetspeak reads as letters
+_NOTHING = InjectionResult(0.0, (), ())
 _SHARED = HeuristicScorer()
 
 

@@ -19,7 +19,9 @@ direction: a text that the regex matches always passes it (tests check this on t
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Collection, Container
 from dataclasses import dataclass, field
 from itertools import chain
 from re import _parser as _sre  # the stdlib's own regex parser (Python >= 3.11)
@@ -320,10 +322,11 @@ class Vocabulary:
     view: str
     words: list[str]
     word_set: set[str]
-    stems: set[str]
     odd: frozenset[str]
+    _stems: set[str] | None = None
     _spaced: str | None = None
     _marks: frozenset[int] | None = None
+    _symbols: frozenset[int] | None = None
     _view_bytes: bytes | None = None
     _spaced_bytes: bytes | None = None
     cache: dict = field(default_factory=dict)  # what gates learned about this view
@@ -331,6 +334,19 @@ class Vocabulary:
     @property
     def ascii(self) -> bool:
         return not self.odd
+
+    @property
+    def stems(self) -> set[str]:
+        """The words' five-letter prefixes, built on first use: a gate finds the stems it knows
+        without this set (see Gate.passing), so on most text it is never built.
+
+        Sliced at C speed (a set comprehension cost ~25k instructions on 1 KB of prose). Words
+        of fewer than five letters come along as they are: every lookup here is of a five-letter
+        stem, which no shorter word can equal.
+        """
+        if self._stems is None:
+            self._stems = set(map(_STEM, self.word_set))
+        return self._stems
 
     def spaced(self) -> str:
         """The view as its words joined by single spaces, padded: what ``T`` atoms are tested on."""
@@ -352,8 +368,16 @@ class Vocabulary:
     def marks(self) -> frozenset[int]:
         """The view's distinct ASCII punctuation characters (as bytes)."""
         if self._marks is None:
-            self._marks = frozenset(self.view.encode("utf-8", "surrogatepass").translate(None, _NOT_MARKS))
+            symbols = self.symbols()
+            self._marks = symbols if symbols.isdisjoint(_DIGITS) else symbols - _DIGITS
         return self._marks
+
+    def symbols(self) -> frozenset[int]:
+        """The view's distinct ASCII punctuation characters and digits (as bytes): the scorer
+        rules out leetspeak and some encodings with them, the one pass over the view shared."""
+        if self._symbols is None:
+            self._symbols = frozenset(self.view_bytes().translate(None, _NOT_SYMBOLS))
+        return self._symbols
 
     def holds(self, atom: Atom) -> bool:
         kind, key = atom
@@ -395,6 +419,8 @@ class Region:
         return self.first, self.second, self._junction
 
 
+_MAX_CHAR_SETS = 4096  # distinct (non-ASCII, punctuation) character sets a gate keeps what it learned of
+_MAX_KEPT_ODD = 16
 _JUNCTION = 96  # longer than any substring a clause tests (needles, word pairs)
 
 
@@ -402,6 +428,8 @@ _NON_LETTER_BYTES = bytes(c if chr(c).isalpha() else 0x20 for c in range(256))
 _NON_LETTER_UTF8 = bytes(c if c >= 0x80 or chr(c).isalpha() else 0x20 for c in range(256))
 _ASCII_BYTES = bytes(range(0x80))
 _NOT_MARKS = bytes(c for c in range(256) if c >= 0x80 or chr(c).isalnum() or chr(c).isspace())
+_NOT_SYMBOLS = bytes(c for c in range(256) if c >= 0x80 or chr(c).isalpha() or chr(c).isspace())
+_DIGITS = frozenset(b"0123456789")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
 _MAX_SEPARATORS = 32
 
@@ -424,8 +452,10 @@ def vocabulary(view: str) -> Vocabulary:
             words = raw.translate(_NON_LETTER_UTF8).decode("utf-8", "surrogatepass").split()
         else:  # many distinct symbols: one regex pass instead of a replace per symbol
             words = _LETTER_RUN.findall(view)
-    word_set = set(words)
-    return Vocabulary(view, words, word_set, {w[:5] for w in word_set if len(w) > 4}, odd)
+    return Vocabulary(view, words, set(words), odd)
+
+
+_STEM = operator.itemgetter(slice(None, 5))
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +472,10 @@ class _Check:
     def holds(self, vocab: Vocabulary) -> bool:
         if not self.odd <= vocab.odd or (self.marks and not self.marks <= vocab.marks()):
             return False
+        return self.search(vocab)
+
+    def search(self, vocab: Vocabulary) -> bool:
+        """``holds`` for a view known to hold the characters it needs."""
         if self.words and not self.words <= vocab.word_set:  # a substring search costs µs per KB
             return False
         if isinstance(self.literal if self.pattern is None else self.pattern.pattern, str):
@@ -570,28 +604,45 @@ class Gate:
         self._key_words = {key: tuple(sorted(indexes)) for key, indexes in key_words.items()}
         self._key_stems = {key: tuple(sorted(indexes)) for key, indexes in key_stems.items()}
         self._key_word_set, self._key_stem_set = frozenset(key_words), frozenset(key_stems)
+        # Every stem a clause tests: the view's stems among these decide every clause, and finding
+        # them is one C-level pass over its words (no set of all its stems is built).
+        self._stem_keys = frozenset(key for _words, stems in self._atoms.values() for key in stems)
         self._by_lazy_key = {number: tuple(indexes) for number, indexes in by_lazy_key.items()}
         self._lazy_key_ids = frozenset(by_lazy_key)
         self._always_keyed = frozenset(index for number in self._lazy_key_ids & self._always for index in by_lazy_key[number])
         self._unkeyed = frozenset(unkeyed)
+        self._possible_by_chars: dict[tuple[frozenset[str], frozenset[int]], tuple[frozenset[int], dict[int, tuple[_Check, ...]]]] = {}
 
-    def passing(self, vocab: Vocabulary | Region, among: list[int]) -> list[int]:
-        """The requirements of ``among`` (indexes, in order) that ``vocab`` meets."""
-        words, stems = vocab.word_set, vocab.stems
+    def passing(self, vocab: Vocabulary | Region, among: Collection[int], skip: Container[int] = ()) -> list[int]:
+        """The requirements of ``among`` (indexes, in order) that ``vocab`` meets, less those in ``skip``.
+
+        ``among`` is best a set: only the few candidates the view's words point at are looked up
+        in it (a list rebuilt per call and intersected cost ~5k instructions on 1 KB of prose).
+        """
+        words = vocab.word_set
+        # The view's stems that some clause tests: enough for every clause test below.
+        stems = self._stem_keys.intersection(map(_STEM, words))
         atoms = self._atoms
         held: set[int] = set()  # substring and pair clauses found to hold
         failed: set[int] = set()
         possible: set[int] | None = None
         out = []
-        candidates = set(self._unkeyed)
-        candidates.update(chain.from_iterable(map(self._key_words.__getitem__, self._key_word_set.intersection(words))))
-        candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, self._key_stem_set.intersection(stems))))
+        candidates = set(self._unkeyed) if self._unkeyed else set()
+        hits = self._key_word_set.intersection(words)
+        if hits:
+            candidates.update(chain.from_iterable(map(self._key_words.__getitem__, hits)))
+        hits = self._key_stem_set.intersection(stems)
+        if hits:
+            candidates.update(chain.from_iterable(map(self._key_stems.__getitem__, hits)))
         if self._lazy_key_ids:
-            possible = self._possible(vocab)
-            candidates.update(self._always_keyed)
+            possible, viable = self._possible(vocab)
+            if self._always_keyed:
+                candidates.update(self._always_keyed)
             for number in self._lazy_key_ids.intersection(possible):
                 candidates.update(self._by_lazy_key[number])
-        for index in sorted(candidates.intersection(among)):
+        for index in sorted(candidates):
+            if index not in among or index in skip:
+                continue
             plain, lazy = self._needs[index]
             for number in plain:  # most rules stop here: a clause none of whose words the view holds
                 clause_words, clause_stems = atoms[number]
@@ -605,11 +656,14 @@ class Gate:
                     if not (clause_words.isdisjoint(words) and clause_stems.isdisjoint(stems)):
                         continue
                     if possible is None:
-                        possible = self._possible(vocab)
-                    if number in failed or (number not in possible and number not in self._always):
+                        possible, viable = self._possible(vocab)
+                    if number in failed or (number not in viable and number not in self._always):
                         break
-                    parts = vocab.parts() if isinstance(vocab, Region) else (vocab,)
-                    if any(self._holds(number, part) for part in parts):
+                    if isinstance(vocab, Region):
+                        found = any(self._holds(number, part) for part in vocab.parts())
+                    else:
+                        found = self._holds(number, vocab, viable.get(number))
+                    if found:
                         held.add(number)
                     else:
                         failed.add(number)
@@ -618,18 +672,50 @@ class Gate:
                     out.append(index)
         return out
 
-    def _possible(self, vocab: Vocabulary | Region) -> set[int]:
-        """The lazy clauses that can hold: those a character of the view wakes, and the rest."""
-        possible: set[int] = set()  # with self._always, which is not copied
-        for part in vocab.parts() if isinstance(vocab, Region) else (vocab,):
-            for char in self._odd_keys.intersection(part.odd):
-                possible.update(self._by_char[char])
-            for char in self._mark_keys.intersection(part.marks()):
-                possible.update(self._by_char[char])
-        return possible
+    def _possible(self, vocab: Vocabulary | Region) -> tuple[frozenset[int], dict[int, tuple[_Check, ...] | None]]:
+        """The lazy clauses a character of the view wakes (the rest, ``self._always``, can hold
+        anyway), and among them those one of whose checks finds every character it needs in the
+        view, with those checks (None: all of a clause's checks, for a region).
 
-    def _holds(self, number: int, vocab: Vocabulary) -> bool:
-        """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary)."""
+        Both depend on the view's non-ASCII characters and punctuation only, which few texts
+        differ in (prose: a few of ``,.-()``): they are kept per such pair, in a bounded table,
+        which spares two set intersections and a test per check on most texts (~10k instructions
+        per KB of prose).
+        """
+        if isinstance(vocab, Region):
+            woken: set[int] = set()
+            for part in vocab.parts():
+                woken.update(self._woken(part.odd, part.marks()))
+            return frozenset(woken), dict.fromkeys(woken)
+        key = (vocab.odd, vocab.marks())
+        known = self._possible_by_chars.get(key)
+        if known is None:
+            odd, marks = key
+            woken = self._woken(odd, marks)
+            viable = {}
+            for number in woken:
+                checks = tuple(check for check in self._slow[number][1] if check.odd <= odd and check.marks <= marks)
+                if checks:
+                    viable[number] = checks
+            known = (frozenset(woken), viable)
+            if len(odd) <= _MAX_KEPT_ODD:  # a CJK text's characters would make a large key
+                if len(self._possible_by_chars) >= _MAX_CHAR_SETS:
+                    self._possible_by_chars.clear()
+                self._possible_by_chars[key] = known
+        return known
+
+    def _woken(self, odd: frozenset[str], marks: frozenset[int]) -> set[int]:
+        """The lazy clauses a character among ``odd`` and ``marks`` wakes."""
+        woken: set[int] = set()
+        for char in self._odd_keys.intersection(odd):
+            woken.update(self._by_char[char])
+        for char in self._mark_keys.intersection(marks):
+            woken.update(self._by_char[char])
+        return woken
+
+    def _holds(self, number: int, vocab: Vocabulary, viable: tuple[_Check, ...] | None = None) -> bool:
+        """Whether a clause of pairs or substrings holds in ``vocab`` (kept on the vocabulary);
+        ``viable``: its checks whose characters the view holds, when known (only those can pass)."""
         key = (self, number)
         held = vocab.cache.get(key)
         if held is None:
@@ -641,6 +727,8 @@ class Gate:
                     if first in words and second in words and needle in vocab.spaced_bytes():
                         held = True
                         break
+            elif viable is not None:
+                held = any(check.search(vocab) for check in viable)
             else:
                 rare, checks = self._slow[number]
                 held = (rare is None or not rare[0].isdisjoint(vocab.odd) or bool(rare[1] and not rare[1].isdisjoint(vocab.marks()))) and any(
