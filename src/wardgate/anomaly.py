@@ -116,10 +116,11 @@ class AnomalyDetector:
         values = series.values
         verdict = None
         if len(values) >= self._min_history:
-            series.stale += 1
+            stale = series.stale = series.stale + 1
             # The centre and spread move slowly once the window is full: recomputed every half window
             # then (two sorts of 256 values), and always before a value outside the gate is judged.
-            if series.stale >= max(self._every, len(values) >> 1):
+            # (Two comparisons, not max(): a builtin call costs ~400 instructions, 5 times a request.)
+            if stale >= self._every and stale >= len(values) >> 1:
                 series.recompute(figure, self._z, self._ratio)
             if not series.low < value < series.high:  # most values: two comparisons, no judging
                 if series.stale:
