@@ -51,8 +51,8 @@ class EventSplitter:
 def data_of(event: bytes) -> bytes | None:
     """The joined ``data:`` payload of one event, or None for comments/other fields only."""
     # find, not `b"\n" not in event`: CPython 3.11's bytes.__contains__ first tries its argument as an
-    # int and builds (then drops) a TypeError with a formatted message, ~1.9k instructions a call: about
-    # 45k a 20-event stream under callgrind. bytes.find checks for a buffer first.
+    # int and builds (then drops) a TypeError; bytes.find checks for a buffer first. timeit on one
+    # ~60-byte event: 259 ns against 179 ns, once per event of every stream.
     if event.startswith(b"data: ") and event.find(b"\n") < 0:
         return event[6:]
     parts = []
