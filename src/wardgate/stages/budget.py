@@ -17,7 +17,16 @@ from wardgate.answer import cost_of
 from wardgate.config.schema import BudgetConfig, Config, PolicyConfig, TeamConfig
 from wardgate.exchange import ALLOW, Action, Exchange, Verdict
 from wardgate.scan_cache import ScanCache
-from wardgate.state import Charge, CounterState, Limit, MemoryStateStore, StateStore, StateUnavailable, Unit, Window
+from wardgate.state import (
+    Charge,
+    CounterState,
+    Limit,
+    MemoryStateStore,
+    StateStore,
+    StateUnavailable,
+    Unit,
+    Window,
+)
 from wardgate.textview import request_texts
 from wardgate.tokens import count_messages, count_tokens, preload
 
@@ -83,20 +92,14 @@ def ratelimit_headers(states: tuple[CounterState, ...], now: float) -> dict[str,
         if unit is _REQUESTS:
             if requests is None or state.remaining < requests.remaining:
                 requests = state
-        elif unit is _TOKENS:
-            if tokens is None or state.remaining < tokens.remaining:
-                tokens = state
+        elif unit is _TOKENS and (tokens is None or state.remaining < tokens.remaining):
+            tokens = state
     headers: dict[str, str] = {}
-    if requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(int(requests.limit.limit))
-        headers["x-ratelimit-remaining-requests"] = str(int(requests.remaining))
-        resets_at = requests.resets_at  # _reset(), inlined
-        headers["x-ratelimit-reset-requests"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
-    if tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(int(tokens.limit.limit))
-        headers["x-ratelimit-remaining-tokens"] = str(int(tokens.remaining))
-        resets_at = tokens.resets_at  # _reset(), inlined
-        headers["x-ratelimit-reset-tokens"] = _reset_text(max(0, _ceil(resets_at - now))) if resets_at else "0s"
+    for name, tight in (("requests", requests), ("tokens", tokens)):
+        if tight is not None:
+            headers[f"x-ratelimit-limit-{name}"] = str(int(tight.limit.limit))
+            headers[f"x-ratelimit-remaining-{name}"] = str(int(tight.remaining))
+            headers[f"x-ratelimit-reset-{name}"] = _reset(tight.resets_at - now if tight.resets_at else None)
     return headers
 
 
@@ -104,7 +107,6 @@ _REQUESTS, _TOKENS, _USD = Unit.REQUESTS, Unit.TOKENS, Unit.USD
 _AMOUNT_INDEX = {_REQUESTS: 0, _TOKENS: 1, _USD: 2}
 """Where a limit's amount sits in ``_charges``' (requests, tokens, usd) tuple."""
 _KEY_CACHE_MAX = 4096
-_ceil = math.ceil
 
 
 class Budget:

@@ -113,12 +113,11 @@ class MemoryStateStore:
     async def reserve(
         self, team: str, reservation_id: str, charges: Sequence[Charge], ttl_s: float, now: float | None = None
     ) -> ReserveResult:
-        if not team or "{" in team or "}" in team:  # check_team's test, inlined (a call per reserve)
-            check_team(team)
+        check_team(team)
         if not ttl_s > 0:
             raise ValueError("ttl_s must be > 0")
         now = time.time() if now is None else now
-        now_us, expires_us = round(now * 1_000_000), round((now + ttl_s) * 1_000_000)  # to_us, inlined
+        now_us, expires_us = to_us(now), to_us(now + ttl_s)
         key = (team, reservation_id)
         if key in self._records or key in self._closed:
             raise ValueError(f"reservation {reservation_id!r} already exists")
@@ -128,7 +127,7 @@ class MemoryStateStore:
         index = self._index.get(team)
         if index is None:
             index = self._index[team] = {}
-        rates, counters = self._rates, self._counters
+        rates = self._rates
         # One pass decides, a second commits: per counter (limit, amount, rate key or None, the bucket's
         # tat before this charge, counter or None, span or None), so the commit and the states
         # reuse what the check looked up.
@@ -148,15 +147,8 @@ class MemoryStateStore:
                 plans.append((limit, amount, rate_key, tat, None, None))
             else:
                 span = window_span(limit.window, now)
-                counter_key = (team, cid, span.label)
-                counter = counters.get(counter_key)
-                if counter is None:
-                    counter = counters[counter_key] = _Counter()
-                if span.resets_at is not None:  # _counter(), inlined
-                    drop_at = span.resets_at + ttl_s + GRACE_S
-                    counter.drop_at = drop_at if counter.drop_at is None else max(counter.drop_at, drop_at)
-                if counter.expiries and counter.expiries[0][0] <= now_us:
-                    counter.purge(now_us)
+                counter = self._counter(team, limit, span, ttl_s)
+                counter.purge(now_us)
                 fits = counter.used + counter.reserved + amount <= limit.stored_cap
                 plans.append((limit, amount, None, 0, counter, span))
             if not fits and denied < 0:
@@ -232,10 +224,9 @@ class MemoryStateStore:
     def _finish(
         self, team: str, rid: str, actual: dict[str, tuple[Limit, int]], now: float | None, *, charge: bool
     ) -> bool:
-        if not team or "{" in team or "}" in team:  # check_team's test, inlined
-            check_team(team)
+        check_team(team)
         now = time.time() if now is None else now
-        now_us = round(now * 1_000_000)  # to_us, inlined
+        now_us = to_us(now)
         key = (team, rid)
         if key in self._closed:
             return False
@@ -256,13 +247,8 @@ class MemoryStateStore:
                 counter = counters.get(counter_key)
                 if counter is None:
                     counter = counters[counter_key] = _Counter(drop_at=record_drop_at)
-                if counter.expiries and counter.expiries[0][0] <= now_us:
-                    counter.purge(now_us)
-                hold = counter.holds.pop(rid, None)  # drop_hold, inlined: a call per counter per settle
-                if hold is not None:
-                    counter.reserved -= hold[0]
-                if len(counter.expiries) > 2 * len(counter.holds) + 64:
-                    counter.drop_hold(rid)  # only rebuilds the heap (the hold is gone already)
+                counter.purge(now_us)
+                counter.drop_hold(rid)
                 counter.used += spent
         for limit, amount in actual.values():
             # Not reserved (or the record is gone): count it in the current window. Rate buckets are
@@ -270,14 +256,8 @@ class MemoryStateStore:
             if not limit.is_rate and amount:
                 self._counter(team, limit, window_span(limit.window, now), 0.0).used += amount
                 self._index.setdefault(team, {})[limit.counter_id] = (limit, now)
-        closed = self._closed
-        closed[key] = now + GRACE_S
-        # _trim(closed, _MAX_CLOSED, expired), inlined: this runs on every settle and release
-        for _ in range(_TRIM_PER_CALL):
-            oldest = next(iter(closed))
-            if len(closed) <= _MAX_CLOSED and not closed[oldest] <= now:
-                break
-            del closed[oldest]
+        self._closed[key] = now + GRACE_S
+        _trim(self._closed, _MAX_CLOSED, lambda drop_at: drop_at <= now)
         return True
 
     def _counter(self, team: str, limit: Limit, span: WindowSpan, ttl_s: float) -> _Counter:

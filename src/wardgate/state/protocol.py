@@ -88,11 +88,11 @@ class Limit:
             raise ValueError(f"{self.scope}: burst applies to rate windows only")
         if self.window.is_rate and self.bucket <= 0:
             raise ValueError(f"{self.scope}: a rate limit needs limit and burst > 0")
-        cap = to_stored(self.unit, self.limit)
         object.__setattr__(self, "is_rate", self.window.is_rate)
         object.__setattr__(self, "scale", self.unit.scale)
+        cap = to_stored(self.scale, self.limit)
         object.__setattr__(self, "stored_cap", cap)
-        object.__setattr__(self, "stored_bucket", to_stored(self.unit, self.bucket))
+        object.__setattr__(self, "stored_bucket", to_stored(self.scale, self.bucket))
         object.__setattr__(self, "emission", self.window.period_s * 1_000_000 / cap if self.window.is_rate and cap
                            else math.inf)
 
@@ -192,14 +192,15 @@ def to_us(seconds: float) -> int:
     return round(seconds * 1_000_000)
 
 
-def to_stored(unit: Unit, amount: float) -> int:
+def to_stored(scale: int, amount: float) -> int:
+    """An amount in a unit as stored (an int): ``scale`` is the unit's (``Limit.scale``)."""
     if not (amount >= 0 and math.isfinite(amount)):
         raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
-    return round(amount * unit.scale)
+    return round(amount * scale)
 
 
-def from_stored(unit: Unit, value: float) -> float:
-    return value / unit.scale if unit.scale != 1 else float(value)
+def from_stored(scale: int, value: float) -> float:
+    return value / scale if scale != 1 else float(value)
 
 
 def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
@@ -209,13 +210,9 @@ def merge_charges(charges: Iterable[Charge]) -> list[tuple[Limit, int]]:
 
 def _merged(charges: Iterable[Charge]) -> dict[str, tuple[Limit, int]]:
     merged: dict[str, tuple[Limit, int]] = {}
-    isfinite = math.isfinite
     for charge in charges:
-        limit, amount = charge.limit, charge.amount
-        # to_stored, inlined (it runs for every charge of every reserve and settle): the same check, error and rounding
-        if not (amount >= 0 and isfinite(amount)):
-            raise ValueError(f"a charge must be a finite amount >= 0, got {amount!r}")
-        stored = round(amount * limit.scale)
+        limit = charge.limit
+        stored = to_stored(limit.scale, charge.amount)
         cid = limit.counter_id
         known = merged.get(cid)
         merged[cid] = (known[0], known[1] + stored) if known else (limit, stored)
@@ -233,22 +230,19 @@ _LOOK_UP: Any = object()
 
 def window_state(limit: Limit, used: int, reserved: int, now: float, resets_at: float | None = _LOOK_UP) -> CounterState:
     """``resets_at``: the end of the window at ``now`` when the caller already has it (saves a lookup)."""
-    scale = limit.scale  # from_stored, inlined
-    left = max(0, limit.stored_cap - used - reserved)
+    scale = limit.scale
     if resets_at is _LOOK_UP:
         resets_at = window_span(limit.window, now).resets_at
-    if scale == 1:
-        return CounterState(limit, float(used), float(reserved), float(left), resets_at)
-    return CounterState(limit, used / scale, reserved / scale, left / scale, resets_at)
+    return CounterState(limit, from_stored(scale, used), from_stored(scale, reserved),
+                        from_stored(scale, max(0, limit.stored_cap - used - reserved)), resets_at)
 
 
 def rate_state(limit: Limit, tat_us: float, now_us: int) -> CounterState:
     held = max(0.0, tat_us - now_us) / limit.emission
-    left = max(0, math.floor(limit.stored_bucket - held + 1e-9))
-    scale = limit.scale  # from_stored, inlined
-    if scale == 1:
-        return CounterState(limit, float(held), 0.0, float(left), max(tat_us, now_us) / 1_000_000)
-    return CounterState(limit, held / scale, 0.0, left / scale, max(tat_us, now_us) / 1_000_000)
+    scale = limit.scale
+    return CounterState(limit, from_stored(scale, held), 0.0,
+                        from_stored(scale, max(0, math.floor(limit.stored_bucket - held + 1e-9))),
+                        max(tat_us, now_us) / 1_000_000)
 
 
 def retry_after(limit: Limit, amount: int, now: float, rate_wait_us: float) -> float | None:
