@@ -53,6 +53,7 @@ from typing import Any  # noqa: E402
 import orjson  # noqa: E402
 
 from tests.fakes import FakeUpstream, on_loopback  # noqa: E402
+from tests.front_server import FrontTestServer  # noqa: E402
 from wardgate.app import create_app  # noqa: E402
 from wardgate.config import load_config_text  # noqa: E402
 
@@ -141,7 +142,7 @@ def make_gateway(aiohttp_client, fake_upstream, tmp_path):
         text = gateway_yaml(fake_upstream.url, traces, extra, policy, team_overrides)
         config = load_config_text(text, env=env or {})
         app = create_app(config, clock=clock) if clock is not None else create_app(config)
-        client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+        client = await aiohttp_client(FrontTestServer(app, host="127.0.0.1"))
         return Gateway(client, fake_upstream, traces)
 
     return make

@@ -20,7 +20,7 @@ from wardgate.http1 import Http1Clients
 from wardgate.keys import CLOCK, GENERATION, METRICS, RECORDER, WRITER
 from wardgate.metrics import Metrics
 from wardgate.pipeline import Pipeline
-from wardgate.proxy import handle_api, handle_models, handle_unknown
+from wardgate.proxy import API_ROUTES, handle_api, handle_models, handle_unknown
 from wardgate.recorder import Recorder
 from wardgate.reload import RELOADER, setup_reload
 from wardgate.runtime import Generation, Services
@@ -35,7 +35,6 @@ _CLIENTS: web.AppKey[Http1Clients] = web.AppKey("upstream_clients")
 _CONFIG: web.AppKey[Config] = web.AppKey("initial_config")
 _GENERATION_NUMBER: web.AppKey[int] = web.AppKey("initial_generation")
 _SERVICES: web.AppKey[Services] = web.AppKey("services")
-_API_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 
 
 def build_pipeline(config: Config, services: Services) -> Pipeline:
@@ -143,7 +142,7 @@ def create_app(config: Config, *, generation: int = 1, config_path: str | None =
     app.cleanup_ctx.append(_state)
     app.cleanup_ctx.append(_upstream_clients)
     app.cleanup_ctx.append(sweep_signals)
-    for route in _API_ROUTES:
+    for route in API_ROUTES:
         app.router.add_post(route, handle_api)
     app.router.add_get("/v1/models", handle_models)
     app.router.add_post("/v1/feedback", handle_feedback)

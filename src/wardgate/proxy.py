@@ -21,10 +21,12 @@ from wardgate.keys import CLOCK, GENERATION, RECORDER
 from wardgate.relay import relay_stream
 from wardgate.runtime import Generation
 
-__all__ = ["handle_api", "handle_models", "handle_unknown"]
+__all__ = ["API_ROUTES", "handle_api", "handle_models", "handle_unknown"]
 
 _log = structlog.get_logger("wardgate.proxy")
 _JSON = "application/json"
+API_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+"""The guarded routes, all ``POST``, all served by ``handle_api``."""
 
 
 def _new_request_id() -> str:

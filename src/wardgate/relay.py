@@ -90,8 +90,10 @@ async def relay_stream(request: web.Request, ex: Exchange, reply: Reply, pipelin
     """Back-pressure: ``resp.write`` awaits the transport's drain once aiohttp's buffer passes its
     high-water mark, and the upstream is read only between writes (its reader pauses the socket when
     its own buffer fills), so a slow client slows the upstream instead of growing gateway memory."""
-    resp = web.StreamResponse(status=200, headers={**headers, "content-type": "text/event-stream",
-                                                   "cache-control": "no-cache"})
+    headers = {**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+    # The HTTP/1.1 front's own stream (same prepare/write/write_eof), or aiohttp's.
+    resp = (web.StreamResponse(status=200, headers=headers) if isinstance(request, web.BaseRequest)
+            else request.stream_response(headers))
     resp.headers["x-wardgate-overhead-ms"] = f"{ex.overhead_ms():.3f}"
     await resp.prepare(request)
     ex.status = 200

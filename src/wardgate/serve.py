@@ -19,8 +19,9 @@ import structlog
 from aiohttp import web
 
 from wardgate.app import create_app
-from wardgate.reload import RELOADER
 from wardgate.config.schema import Config
+from wardgate.front import FrontSite
+from wardgate.reload import RELOADER
 
 __all__ = ["run"]
 
@@ -33,7 +34,11 @@ async def _serve(config: Config, host: str, port: int, sock: socket.socket | Non
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            shutdown_timeout=config.server.shutdown_grace_s)
     await runner.setup()
-    site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, reuse_address=True)
+    site: web.BaseSite
+    if os.environ.get("WARDGATE_HTTP_SERVER") == "aiohttp":  # aiohttp's server for every route (A/B, fallback)
+        site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port, reuse_address=True)
+    else:
+        site = FrontSite(runner, host, port, sock=sock)
     await site.start()
     # Everything built so far (config, compiled detectors, tokenizer tables) lives for the process:
     # moving it out of the collector's generations keeps full collections short under load.

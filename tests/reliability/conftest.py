@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import TEAM_KEY, Gateway
 from tests.fakes import on_loopback
+from tests.front_server import FrontTestServer
 from tests.reliability.chaos import ChaosUpstream, closed_port
 from wardgate.app import create_app
 from wardgate.config import load_config_text
@@ -58,7 +59,7 @@ def make_chaos_gateway(aiohttp_client, chaos, tmp_path):
     async def make(retries: int = 2, breaker_failures: int = 3) -> Gateway:
         traces = tmp_path / "traces.jsonl"
         config = load_config_text(chaos_yaml(chaos.url, traces, retries, breaker_failures), env={})  # type: ignore[attr-defined]
-        client = await aiohttp_client(create_app(config), server_kwargs={"host": "127.0.0.1"})
+        client = await aiohttp_client(FrontTestServer(create_app(config), host="127.0.0.1"))
         return Gateway(client, chaos, traces)  # type: ignore[arg-type]
 
     return make
