@@ -185,3 +185,40 @@ async def test_a_client_that_leaves_cancels_its_request_and_it_is_recorded(gatew
     while not any(r.get("error") and r["error"]["code"] == "client_closed" for r in gateway.records()):
         assert asyncio.get_running_loop().time() < deadline, gateway.records()
         await asyncio.sleep(0.05)
+
+
+async def test_shutdown_closes_idle_connections_and_cancels_what_outlives_the_grace(fake_upstream, tmp_path):
+    import socket
+
+    from aiohttp import web
+
+    from tests.conftest import Gateway, gateway_yaml
+    from wardgate.app import create_app
+    from wardgate.config import load_config_text
+    from wardgate.front import FrontSite
+
+    traces = tmp_path / "traces.jsonl"
+    app = create_app(load_config_text(gateway_yaml(fake_upstream.url, traces), env={}))
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.3)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await FrontSite(runner, sock=sock).start()
+    host, port = sock.getsockname()[:2]
+    idle_reader, idle_writer = await asyncio.open_connection(host, port)
+    idle_writer.write(_post())
+    assert (await _response(idle_reader))[0] == 200  # answered; the connection now idles
+    fake_upstream.then(Scripted(body={"id": "too-late", "choices": []}, delay_s=5.0))
+    busy_reader, busy_writer = await asyncio.open_connection(host, port)
+    busy_writer.write(_post(extra=b"x-request-id: outlives-grace\r\n"))
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    await runner.cleanup()
+    assert asyncio.get_running_loop().time() - started < 3  # the grace, not the upstream's 5 s
+    assert await asyncio.wait_for(idle_reader.read(), 2) == b""
+    assert await asyncio.wait_for(busy_reader.read(), 2) == b""
+    records = Gateway(None, fake_upstream, traces).records()
+    late = [r for r in records if r.get("error") and r["error"]["code"] == "client_closed"]
+    assert len(late) == 1 and late[0]["status"] == 499
+    idle_writer.close()
+    busy_writer.close()
