@@ -5,7 +5,7 @@ aiohttp's server spends about a third of the routing-only gateway's CPU per requ
 feeding a ``StreamReader``, a ``BaseRequest``, the router, a ``StreamResponse`` and its writer). The
 gateway's traffic is four routes of one shape: ``POST`` a JSON body, answer a JSON body or an SSE
 stream. This front parses those with httptools (llhttp, the parser behind uvicorn), gives
-``proxy.handle_api`` a small request object with what it reads, and writes each answer in one
+``proxy.serve_api`` a small request object with what it reads, and writes each answer in one
 ``transport.write``. The first request on a connection for any other route (health checks, metrics,
 admin, feedback, an unknown path, another method) switches that connection to aiohttp for good: the
 requests parsed so far are handed over re-framed with a ``Content-Length``, and aiohttp's router,
@@ -35,7 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from wardgate.errors import envelope
 from wardgate.keys import GENERATION
-from wardgate.proxy import API_ROUTES, handle_api
+from wardgate.proxy import API_ROUTES, serve_api
 
 __all__ = ["FrontRequest", "FrontSite", "FrontStream"]
 
@@ -72,7 +72,7 @@ class _Reject(Exception):
 
 
 class FrontRequest:
-    """What ``proxy.handle_api`` reads of a request, as ``web.Request`` names it."""
+    """What ``proxy.serve_api`` reads of a request, as ``web.Request`` names it."""
 
     __slots__ = ("_body", "_protocol", "_too_large", "app", "content_length", "headers", "keep_alive", "method",
                  "path", "version")
@@ -280,17 +280,17 @@ class _FrontProtocol(asyncio.Protocol):
     async def _serve(self, request: FrontRequest) -> None:
         keep = request.keep_alive
         try:
-            response = await handle_api(request)  # type: ignore[arg-type]  # reads what web.Request has
-            if isinstance(response, FrontStream):
-                keep = keep and response._chunked
-                await response.prepare()
-                await response.write_eof()
+            answer = await serve_api(request)  # type: ignore[arg-type]  # reads what web.Request has
+            if isinstance(answer, FrontStream):
+                keep = keep and answer._chunked
+                await answer.prepare()
+                await answer.write_eof()
             else:
-                self.write(_head(response.status, response.headers, keep and not self._closing)
-                           + b"content-length: %d\r\n\r\n%b" % (len(response.body), response.body))
+                self.write(_head(answer.status, answer.headers, keep and not self._closing)
+                           + b"content-length: %d\r\n\r\n%b" % (len(answer.body), answer.body))
         except (asyncio.CancelledError, ConnectionError):
             keep = False
-        except Exception:  # noqa: BLE001 - handle_api answers its own errors; this is a bug in writing it
+        except Exception:  # noqa: BLE001 - serve_api answers its own errors; this is a bug in writing it
             _log.exception("front_response_failed", path=request.path)
             keep = False
         finally:

@@ -62,7 +62,7 @@ async def _start(config: Path, n: int) -> tuple[list[subprocess.Popen], list[int
         ports.append(port)
     async with aiohttp.ClientSession() as http:
         for port in ports:
-            for _ in range(200):
+            for _ in range(600):  # 30 s: three interpreters start at once on a busy 2-core machine
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
                         if resp.status == 200:
