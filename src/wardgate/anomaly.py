@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ _TWO_SIDED = frozenset({"completion_tokens", "tool_calls"})
 _MIN_SCALE = {"prompt_tokens": 1.0, "completion_tokens": 1.0, "latency_ms": 5.0, "cost_usd": 1e-6, "tool_calls": 1.0}
 _MAD_TO_SIGMA = 1.4826
 _TOOL_ROUTES = frozenset({"/v1/chat/completions", "/v1/responses"})
+# A member read off its Enum class goes through the metaclass: ~900 instructions; a module global ~20.
+_SERVED = Outcome.SERVED
 
 
 @dataclass(slots=True)
@@ -42,9 +45,10 @@ class _Series:
 
     def recompute(self, figure: str, z: float, ratio: float) -> None:
         self.stale = 0
-        self.median = _median(sorted(self.values))
+        ordered = sorted(self.values)
+        self.median = _median(ordered)
         centre = self.median
-        mad = _median(sorted([abs(v - centre) for v in self.values]))
+        mad = _median_deviation(ordered, centre)
         self.scale = max(mad * _MAD_TO_SIGMA, 0.05 * abs(self.median), _MIN_SCALE[figure])
         floor = _MIN_SCALE[figure]
         self.high = max(centre + z * self.scale, ratio * max(centre, floor))
@@ -55,6 +59,45 @@ def _median(ordered: list[float]) -> float:
     n = len(ordered)
     mid = n // 2
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def _median_deviation(ordered: list[float], centre: float) -> float:
+    """``_median(sorted([abs(v - centre) for v in ordered]))`` without building or sorting the deviations.
+
+    Below ``centre`` the deviations ``centre - v`` ascend walking down from it, above it ``v - centre``
+    ascend walking up (each equals ``abs(v - centre)`` exactly: IEEE subtraction is sign-symmetric), so
+    the k-th smallest of the two runs is found by a binary search over how many come from below:
+    ~10 steps, against a list of 256 differences and a sort (~190,000 instructions a recompute).
+    """
+    n = len(ordered)
+    split = bisect_left(ordered, centre)  # ordered[:split] < centre <= ordered[split:]
+    above_n = n - split
+    # The (mid + 1) smallest deviations (mid = n // 2 when n is odd, n // 2 - 1 when even): i from below.
+    k = n // 2 if n % 2 else n // 2 - 1
+    lo, hi = max(0, k + 1 - above_n), min(k + 1, split)
+    while lo < hi:
+        i = (lo + hi) // 2  # i from below and k + 1 - i from above: too few from below if below[i] < above[k - i]
+        if centre - ordered[split - 1 - i] < ordered[split + k - i] - centre:
+            lo = i + 1
+        else:
+            hi = i
+    i, j = lo, k + 1 - lo
+    if i == 0:
+        kth = ordered[split + j - 1] - centre
+    elif j == 0:
+        kth = centre - ordered[split - i]
+    else:
+        kth = max(centre - ordered[split - i], ordered[split + j - 1] - centre)
+    if n % 2:
+        return kth
+    # The next smallest: the nearer of the next one below and the next one above.
+    if i == split:
+        after = ordered[split + j] - centre
+    elif j == above_n:
+        after = centre - ordered[split - 1 - i]
+    else:
+        after = min(centre - ordered[split - 1 - i], ordered[split + j] - centre)
+    return (kth + after) / 2.0
 
 
 @dataclass(slots=True)
@@ -85,7 +128,7 @@ class AnomalyDetector:
 
     def check(self, ex: Exchange, total_ms: float) -> list[Verdict]:
         """The anomaly verdicts for ``ex`` (also appended to ``ex.verdicts``); empty for most requests."""
-        if ex.outcome is not Outcome.SERVED or ex.team_name is None or ex.model_alias is None:
+        if ex.outcome is not _SERVED or ex.team_name is None or ex.model_alias is None:
             return []
         key = (ex.team_name, ex.model_alias)
         series = self._series.get(key)

@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self, writer: SinkWriter, metrics: Metrics, access_log: bool = False, *,
                  anomalies: AnomalyDetector | None = None, signals: SignalTracker | None = None) -> None:
         self._writer = writer
+        self._sinks = writer.has_sinks  # fixed at construction; a property read costs a call per request
         self._metrics = metrics
         self._access_log = access_log
         self.anomalies = anomalies or AnomalyDetector()
@@ -40,7 +41,7 @@ class Recorder:
             self.anomalies.check(ex, total_ms)
         except Exception:  # noqa: BLE001
             _log.exception("anomaly_check_failed", request_id=ex.request_id)
-        if self._writer.has_sinks:  # a record goes to every configured sink (SPEC §4); with none, none is built
+        if self._sinks:  # a record goes to every configured sink (SPEC §4); with none, none is built
             try:
                 record = build_record(ex, total_ms)
             except Exception:  # a record must never be lost to a bug in one field: keep the essentials
