@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["content_text", "count_messages", "count_tokens", "preload"]
+__all__ = ["content_text", "count_messages", "count_messages_with", "count_tokens", "preload", "text_counter"]
 
 try:
     import quicktok as _quicktok
@@ -43,8 +43,23 @@ def count_tokens(text: str, model: str = "gpt-4o") -> int:
         return 0
     enc = _encoding(model)
     if enc is None:
-        return max(1, len(text) // 4)
+        return _rough(text)
     return int(enc.count(text))
+
+
+def _rough(text: str) -> int:
+    """The estimate without quicktok: ~4 characters a token."""
+    return max(1, len(text) // 4) if text else 0
+
+
+def text_counter(model: str) -> Callable[[str], int]:
+    """``count_tokens(text, model)`` as a one-argument function, the encoding looked up once: for a
+    caller that counts many texts of one model (the budget stage, every message of every request)."""
+    enc = _encoding(model)
+    if enc is None:
+        return _rough
+    count = enc.count  # an int; 0 for ""
+    return lambda text: count(text) if text else 0
 
 
 def content_text(content: Any) -> str:
@@ -61,15 +76,23 @@ def count_messages(messages: list[Any], model: str = "gpt-4o", count: Callable[[
 
     ``count(text, model)`` replaces ``count_tokens`` (e.g. a cached one, for long agent histories)."""
     count_tokens = count or _count_tokens
+    return count_messages_with(messages, lambda text: count_tokens(text, model))
+
+
+def count_messages_with(messages: list[Any], count: Callable[[str], int]) -> int:
+    """``count_messages`` with a one-argument ``count(text)`` (``text_counter``, or a cached one)."""
     total = _PER_REPLY
     for message in messages:
         if not isinstance(message, dict):
             continue
-        total += _PER_MESSAGE + count_tokens(content_text(message.get("content")), model)
-        for call in message.get("tool_calls") or ():
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict):
-                total += count_tokens(str(fn.get("name", "")), model) + count_tokens(str(fn.get("arguments", "")), model)
+        content = message.get("content")
+        total += _PER_MESSAGE + count(content if type(content) is str else content_text(content))
+        calls = message.get("tool_calls")
+        if calls:
+            for call in calls:
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict):
+                    total += count(str(fn.get("name", ""))) + count(str(fn.get("arguments", "")))
     return total
 
 

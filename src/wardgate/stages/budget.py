@@ -8,6 +8,7 @@ reserved in one atomic step of the state store, so concurrent requests cannot ov
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -28,7 +29,7 @@ from wardgate.state import (
     Window,
 )
 from wardgate.textview import request_texts
-from wardgate.tokens import count_messages, count_tokens, preload
+from wardgate.tokens import count_messages_with, count_tokens, preload, text_counter
 
 __all__ = ["Budget", "estimate_tokens"]
 
@@ -51,30 +52,32 @@ def estimate_tokens(ex: Exchange, default_max: int, cache: ScanCache[int] | None
     """(prompt tokens counted with the offline tokenizer, worst-case completion tokens).
 
     With ``cache``, each message's count is kept per text: an agent's resent history is not recounted."""
+    count = text_counter(ex.upstream_model or "gpt-4o")
+    if cache is not None:
+        compute, get = count, cache.get
+        count = lambda text: get(text, compute)
+    return _estimate(ex, default_max, count)
+
+
+def _estimate(ex: Exchange, default_max: int, count: Callable[[str], int]) -> tuple[int, int]:
+    """``estimate_tokens`` with the one-argument counter already built (the stage keeps one per model)."""
     body = ex.body or {}
-    model = ex.upstream_model or "gpt-4o"
-    count = count_tokens if cache is None else (lambda text, m: cache.get(text, lambda t: count_tokens(t, m)))
-    if ex.route == "/v1/chat/completions":
-        prompt = count_messages(body.get("messages") or [], model, count)
+    route = ex.route
+    if route == "/v1/chat/completions":
+        prompt = count_messages_with(body.get("messages") or [], count)
     else:
-        prompt = sum(count(t.text, model) for t in request_texts(ex.route, body))
-    if ex.route == "/v1/embeddings":
-        return prompt, 0
+        prompt = sum(count(t.text) for t in request_texts(route, body))
+        if route == "/v1/embeddings":
+            return prompt, 0
     cap = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     completion = cap if isinstance(cap, int) and 0 < cap else default_max
-    n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 0 else 1
-    return prompt, completion * n
-
-
-def _reset(seconds: float | None) -> str:
-    """OpenAI's reset format: ``1s``, ``6m0s``, ``2h3m4s``."""
-    if seconds is None:
-        return "0s"
-    return _reset_text(max(0, math.ceil(seconds)))
+    n = body.get("n")
+    return prompt, (completion * n if isinstance(n, int) and n > 0 else completion)
 
 
 @lru_cache(maxsize=1024)
 def _reset_text(total: int) -> str:
+    """OpenAI's reset format for whole seconds: ``1s``, ``6m0s``, ``2h3m4s``."""
     # Cached per whole second: every request within a second shows the same day window reset, and
     # formatting it costs ~10x the lookup. 1,024 entries of a few dozen bytes each.
     hours, rest = divmod(total, 3600)
@@ -95,12 +98,23 @@ def ratelimit_headers(states: tuple[CounterState, ...], now: float) -> dict[str,
         elif unit is _TOKENS and (tokens is None or state.remaining < tokens.remaining):
             tokens = state
     headers: dict[str, str] = {}
-    for name, tight in (("requests", requests), ("tokens", tokens)):
-        if tight is not None:
-            headers[f"x-ratelimit-limit-{name}"] = str(int(tight.limit.limit))
-            headers[f"x-ratelimit-remaining-{name}"] = str(int(tight.remaining))
-            headers[f"x-ratelimit-reset-{name}"] = _reset(tight.resets_at - now if tight.resets_at else None)
+    if requests is not None:
+        _put(headers, _REQUEST_HEADERS, requests, now)
+    if tokens is not None:
+        _put(headers, _TOKEN_HEADERS, tokens, now)
     return headers
+
+
+_REQUEST_HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
+_TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+
+
+def _put(headers: dict[str, str], names: tuple[str, str, str], tight: CounterState, now: float) -> None:
+    limit_name, remaining_name, reset_name = names
+    headers[limit_name] = str(int(tight.limit.limit))
+    headers[remaining_name] = str(int(tight.remaining))
+    resets_at = tight.resets_at
+    headers[reset_name] = _reset_text(max(0, math.ceil(resets_at - now))) if resets_at else "0s"
 
 
 _REQUESTS, _TOKENS, _USD = Unit.REQUESTS, Unit.TOKENS, Unit.USD
@@ -126,8 +140,8 @@ class Budget:
         """False when no team has any budget and the policy caps no session: the stage would never count."""
         if self.active:  # the encodings this stage will count with, loaded before the first request needs them
             preload({model.model or alias for alias, model in config.models.items()})
-        self._counts: dict[str, ScanCache[int]] = {}
-        """Token counts per message text, per upstream model."""
+        self._counts: dict[str, Callable[[str], int]] = {}
+        """Per upstream model, its token counter, each count kept per message text (a ScanCache)."""
         self._fixed_cache: dict[tuple[str | None, str | None], tuple[TeamConfig, Any]] = {}
         """Per (team, key): see ``_fixed``."""
 
@@ -179,12 +193,14 @@ class Budget:
             return ALLOW
         if not self._applies(ex, team):
             return ALLOW  # no counter for this request: no token counting, no store round trip
-        counts = self._counts.get(ex.upstream_model or "")
-        if counts is None:  # one cache per model: the count of a text depends on the model's encoding
+        count = self._counts.get(ex.upstream_model or "")
+        if count is None:  # one cache per model: the count of a text depends on the model's encoding
             # min_chars 32, not ScanCache's 256: counting even a 70-character system prompt costs ~8k
             # instructions (the tokenizer drops and retakes the GIL), a hit ~1k.
-            counts = self._counts[ex.upstream_model or ""] = ScanCache(max_chars=16 * 1024 * 1024, min_chars=32)
-        prompt, completion = estimate_tokens(ex, self._default_max, counts)
+            cache: ScanCache[int] = ScanCache(max_chars=16 * 1024 * 1024, min_chars=32)
+            compute, get = text_counter(ex.upstream_model or "gpt-4o"), cache.get
+            count = self._counts[ex.upstream_model or ""] = lambda text: get(text, compute)
+        prompt, completion = _estimate(ex, self._default_max, count)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
         try:
