@@ -85,6 +85,19 @@ async def test_a_connection_asking_for_another_route_is_handed_to_aiohttp(gatewa
     writer.close()
 
 
+async def test_the_hand_over_waits_for_a_request_cut_between_two_reads(gateway):
+    reader, writer = await _open(gateway)
+    second = _post()
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n" + second[:40])  # the POST's start rides along
+    await asyncio.sleep(0.2)
+    writer.write(second[40:])
+    status, headers, _ = await _response(reader)
+    assert status == 200 and "aiohttp" in headers["server"]
+    status, _, body = await _response(reader)
+    assert status == 200 and orjson.loads(body)["choices"][0]["message"]["content"] == "hello from upstream"
+    writer.close()
+
+
 async def test_a_handed_over_request_keeps_its_body_and_query(gateway):
     reader, writer = await _open(gateway)
     feedback = orjson.dumps({"request_id": "req_nope", "score": 1})

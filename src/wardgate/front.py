@@ -159,6 +159,9 @@ class _FrontProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._last_active = 0.0
         self._task_handler = None  # read by web.Server.connection_lost
+        # A message begun but not complete: its bytes are inside the parser, so the hand-over waits
+        # for its end (it is re-framed like the others), never cutting a request in two.
+        self._in_message = False
         self._reset()
 
     def _reset(self) -> None:
@@ -206,7 +209,7 @@ class _FrontProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed HTTP request: {exc}")
             return
-        if self._handoff is not None and self._task is None:
+        if self._handoff is not None and self._task is None and not self._in_message:
             self._switch()
 
     def pause_writing(self) -> None:
@@ -219,6 +222,7 @@ class _FrontProtocol(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._reset()
+        self._in_message = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -257,6 +261,7 @@ class _FrontProtocol(asyncio.Protocol):
                 self._body[-1] = body[: len(body) - (self._body_size - self._limit)]
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         if not self._ours:
             self._hand_over(body)
@@ -308,7 +313,7 @@ class _FrontProtocol(asyncio.Protocol):
             self._start(self._pending.popleft())
             if len(self._pending) < _PIPELINE_DEPTH:
                 transport.resume_reading()
-        elif self._handoff is not None:
+        elif self._handoff is not None and not self._in_message:
             self._switch()
 
     def write(self, data: bytes) -> None:
