@@ -196,7 +196,7 @@ class _FrontProtocol(asyncio.Protocol):
             self._refuse(exc.status, str(exc))
             return
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+            cause = exc.__cause__ or exc.__context__
             if isinstance(cause, _Reject):
                 self._refuse(cause.status, str(cause))
             else:
