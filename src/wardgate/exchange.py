@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from wardgate.config.schema import Config, KeyConfig, ModelConfig, PolicyConfig, TeamConfig, UpstreamConfig
 
 __all__ = [
+    "ACTION_VALUE",
+    "OUTCOME_VALUE",
     "Action",
     "DeltaFilter",
     "Exchange",
@@ -40,6 +42,12 @@ class Outcome(str, enum.Enum):
     ERROR = "error"
 
 
+# Each member's text by member: ``Enum.value`` is a Python-level descriptor (~1,700 instructions under
+# callgrind), a dict lookup ~200; read for every trace record, metric and verdict.
+ACTION_VALUE = {a: a.value for a in Action}
+OUTCOME_VALUE = {o: o.value for o in Outcome}
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """A stage's decision. ``message`` is safe to show the client; ``status`` applies to blocks."""
@@ -63,7 +71,7 @@ class Verdict:
     def to_record(self) -> dict[str, Any]:
         return {
             "stage": self.stage,
-            "action": self.action.value,
+            "action": ACTION_VALUE[self.action],
             "code": self.code,
             "score": self.score,
             "message": self.message,

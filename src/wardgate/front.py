@@ -27,13 +27,12 @@ from http import HTTPStatus
 from typing import Any
 
 import httptools
-import orjson
 import structlog
 from aiohttp import web
 from aiohttp.web_runner import BaseSite
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from wardgate.errors import envelope
+from wardgate.errors import error_body
 from wardgate.keys import GENERATION
 from wardgate.proxy import API_ROUTES, serve_api
 
@@ -84,8 +83,8 @@ class FrontRequest:
         self.method = method
         self.path = path
         self.headers = headers
-        length = headers.get("content-length")
-        self.content_length = int(length) if length is not None and length.isdigit() else None
+        # The body is already read: its size, or None past the limit (then read() raises, as aiohttp's does).
+        self.content_length = None if too_large else len(body)
         self._body = body
         self._too_large = too_large
         self.keep_alive = keep_alive
@@ -132,6 +131,11 @@ class FrontStream:
     async def write_eof(self) -> None:
         if self._chunked:
             self._protocol.write(b"0\r\n\r\n")
+
+
+def _whole(status: int, headers: Any, keep_alive: bool, body: bytes) -> bytes:
+    """A complete answer with a ``Content-Length`` body."""
+    return _head(status, headers, keep_alive) + b"content-length: %d\r\n\r\n%b" % (len(body), body)
 
 
 def _head(status: int, headers: Any, keep_alive: bool) -> bytes:
@@ -291,8 +295,7 @@ class _FrontProtocol(asyncio.Protocol):
                 await answer.prepare()
                 await answer.write_eof()
             else:
-                self.write(_head(answer.status, answer.headers, keep and not self._closing)
-                           + b"content-length: %d\r\n\r\n%b" % (len(answer.body), answer.body))
+                self.write(_whole(answer.status, answer.headers, keep and not self._closing, answer.body))
         except (asyncio.CancelledError, ConnectionError):
             keep = False
         except Exception:  # noqa: BLE001 - serve_api answers its own errors; this is a bug in writing it
@@ -343,10 +346,8 @@ class _FrontProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         code = "invalid_request" if status in (400, 414, 431) else "internal_error"
-        body = orjson.dumps(envelope(status, code, message))
         if self._task is None:  # an answer in progress must finish first; then the close cuts the rest
-            transport.write(_head(status, {"content-type": "application/json"}, False)
-                            + b"content-length: %d\r\n\r\n%b" % (len(body), body))
+            transport.write(_whole(status, {"content-type": "application/json"}, False, error_body(status, code, message)))
             transport.close()
         else:
             self._closing = True

@@ -59,7 +59,7 @@ def _json_response(ex: Exchange, status: int, body: bytes, extra: tuple[tuple[st
     headers = _headers(ex)
     headers.update(extra)
     headers["x-wardgate-overhead-ms"] = f"{ex.overhead_ms():.3f}"
-    headers["content-type"] = _JSON
+    headers["content-type"] = _JSON  # as a header: web.Response's content_type= argument re-parses it every time
     ex.status = status
     return Answer(status, headers, body)
 

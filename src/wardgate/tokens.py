@@ -39,12 +39,7 @@ def preload(models: Iterable[str]) -> None:
 
 
 def count_tokens(text: str, model: str = "gpt-4o") -> int:
-    if not text:
-        return 0
-    enc = _encoding(model)
-    if enc is None:
-        return _rough(text)
-    return int(enc.count(text))
+    return text_counter(model)(text)
 
 
 def _rough(text: str) -> int:
@@ -71,16 +66,14 @@ def content_text(content: Any) -> str:
     return ""
 
 
-def count_messages(messages: list[Any], model: str = "gpt-4o", count: Callable[[str, str], int] | None = None) -> int:
-    """Prompt tokens of a chat request's messages, as OpenAI counts them (tool calls included).
-
-    ``count(text, model)`` replaces ``count_tokens`` (e.g. a cached one, for long agent histories)."""
-    count_tokens = count or _count_tokens
-    return count_messages_with(messages, lambda text: count_tokens(text, model))
+def count_messages(messages: list[Any], model: str = "gpt-4o") -> int:
+    """Prompt tokens of a chat request's messages, as OpenAI counts them (tool calls included)."""
+    return count_messages_with(messages, text_counter(model))
 
 
 def count_messages_with(messages: list[Any], count: Callable[[str], int]) -> int:
-    """``count_messages`` with a one-argument ``count(text)`` (``text_counter``, or a cached one)."""
+    """``count_messages`` with a one-argument ``count(text)`` (``text_counter``, or a cached one, for
+    long agent histories)."""
     total = _PER_REPLY
     for message in messages:
         if not isinstance(message, dict):
@@ -94,6 +87,3 @@ def count_messages_with(messages: list[Any], count: Callable[[str], int]) -> int
                 if isinstance(fn, dict):
                     total += count(str(fn.get("name", ""))) + count(str(fn.get("arguments", "")))
     return total
-
-
-_count_tokens = count_tokens

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from wardgate.exchange import Exchange, Outcome
+from wardgate.exchange import OUTCOME_VALUE, Exchange
 
 __all__ = ["SCHEMA", "build_record", "iso_time"]
 
@@ -30,8 +30,6 @@ _METADATA_ERRORS = frozenset({"invalid_api_key", "model_not_allowed", "model_not
                               "budget_exceeded", "rate_limited", "loop_detected", "upstream_timeout",
                               "state_unavailable", "guardrail_unavailable", "not_found", "method_not_allowed",
                               "client_closed", "internal_error"})
-# ``Enum.value`` is a Python-level descriptor (~1,700 instructions); a dict lookup by member costs ~200.
-_OUTCOME = {o: o.value for o in Outcome}
 # ".000Z" ... ".999Z": the millisecond tail of an ISO time, a tuple index instead of a format call.
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
@@ -147,7 +145,7 @@ def build_record(ex: Exchange, total_ms: float) -> dict[str, Any]:
         "upstream_model": ex.upstream_model,
         "stream": ex.stream,
         "status": ex.status,
-        "outcome": _OUTCOME[outcome] if outcome else None,
+        "outcome": OUTCOME_VALUE[outcome] if outcome else None,
         # List comprehensions are a function call each in 3.11, even over an empty list.
         "verdicts": _verdicts(ex, mode) if ex.verdicts else [],
         "redactions": [{"entity": r.entity, "count": r.count, "where": r.where} for r in ex.redactions]

@@ -48,19 +48,10 @@ def _limits(scope: str, budgets: tuple[BudgetConfig, ...]) -> list[Limit]:
     return out
 
 
-def estimate_tokens(ex: Exchange, default_max: int, cache: ScanCache[int] | None = None) -> tuple[int, int]:
-    """(prompt tokens counted with the offline tokenizer, worst-case completion tokens).
-
-    With ``cache``, each message's count is kept per text: an agent's resent history is not recounted."""
-    count = text_counter(ex.upstream_model or "gpt-4o")
-    if cache is not None:
-        compute, get = count, cache.get
-        count = lambda text: get(text, compute)
-    return _estimate(ex, default_max, count)
-
-
-def _estimate(ex: Exchange, default_max: int, count: Callable[[str], int]) -> tuple[int, int]:
-    """``estimate_tokens`` with the one-argument counter already built (the stage keeps one per model)."""
+def estimate_tokens(ex: Exchange, default_max: int, count: Callable[[str], int]) -> tuple[int, int]:
+    """(prompt tokens, worst-case completion tokens); ``count(text)`` is the upstream model's counter
+    (``tokens.text_counter``; the stage keeps one per model, each count kept per text, so an agent's
+    resent history is not recounted)."""
     body = ex.body or {}
     route = ex.route
     if route == "/v1/chat/completions":
@@ -200,7 +191,7 @@ class Budget:
             cache: ScanCache[int] = ScanCache(max_chars=16 * 1024 * 1024, min_chars=32)
             compute, get = text_counter(ex.upstream_model or "gpt-4o"), cache.get
             count = self._counts[ex.upstream_model or ""] = lambda text: get(text, compute)
-        prompt, completion = _estimate(ex, self._default_max, count)
+        prompt, completion = estimate_tokens(ex, self._default_max, count)
         charges = self._charges(ex, team, prompt, completion)
         ex.extra["budget"] = {"estimate": {"prompt_tokens": prompt, "completion_tokens": completion}, "store": "primary"}
         try:

@@ -65,7 +65,7 @@ def window_span(window: Window, now: float) -> WindowSpan:
     """The UTC calendar window of ``window`` kind that contains the unix time ``now``."""
     if window is _TOTAL_WINDOW:
         return _TOTAL
-    if window is _RATE_WINDOW:
+    if window in _RATE_WINDOWS:
         raise ValueError(f"{window.value} has no calendar window")
     # Every UTC calendar boundary falls on a whole minute of unix time, so the minute decides the
     # window; caching by minute keeps datetime arithmetic off the per-request path.
@@ -76,7 +76,7 @@ _TOTAL = WindowSpan("total", None, None)
 # Module constants: an enum member's attribute lookup (Window.TOTAL) and the is_rate property cost a
 # few hundred instructions each, on every reserve and settle.
 _TOTAL_WINDOW = Window.TOTAL
-_RATE_WINDOW = Window.RATE_MINUTE
+_RATE_WINDOWS = frozenset(w for w in Window if w.is_rate)
 _floor = math.floor
 
 
